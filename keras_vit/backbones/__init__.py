@@ -1,0 +1,3 @@
+from keras_vit.backbones.vit_backbone import ViTBackbone
+
+__all__ = ["ViTBackbone"]

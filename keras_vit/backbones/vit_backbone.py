@@ -1,0 +1,276 @@
+import difflib
+
+import keras
+
+from keras_vit.layers.class_token import ClassToken
+from keras_vit.layers.patch_embedding import PatchEmbedding
+from keras_vit.layers.position_embedding import PositionEmbedding
+from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
+from keras_vit.utils.validation import check_image_batch
+from keras_vit.utils.validation import check_image_shape
+from keras_vit.utils.validation import check_pair
+from keras_vit.utils.validation import check_positive_int
+from keras_vit.utils.validation import check_rate
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class ViTBackbone(keras.Model):
+    """Vision Transformer encoder (Dosovitskiy et al., 2021) as a functional model.
+
+    images -> patch embedding -> [class token] -> + position embedding -> dropout
+    -> `num_layers` pre-LayerNorm blocks -> final LayerNorm.
+
+    Any image shape whose height and width are multiples of the patch size
+    works, square or not. Features are published by name for dense heads:
+    `"block_{i}"` is the token sequence after block `i` (before the final norm),
+    `"encoder_norm"` the normalised output. `feature_extractor(names)` returns a
+    model that outputs them; `attention_maps(images)` also returns every
+    block's attention probabilities.
+
+    Args:
+        image_shape: `(H, W, C)`, channels last.
+        patch_size: int or `(ph, pw)`.
+        hidden_dim: int, D.
+        num_layers: int, number of blocks L.
+        num_heads: int, H; must divide D.
+        mlp_dim: int, MLP hidden width.
+        dropout_rate: float in [0, 1), after the embeddings and in each block.
+        attention_dropout_rate: float in [0, 1).
+        drop_path_rate: float in [0, 1), stochastic depth of the last block; it
+            grows linearly from 0 over the blocks, as in timm and DeiT.
+        layer_scale_init: None or the initial LayerScale value.
+        layer_norm_epsilon: float, 1e-6 (original ViT, timm) or 1e-12 (HF).
+        gelu_approximate: bool, tanh GELU (original JAX ViT) instead of exact.
+        qkv_bias: bool.
+        use_class_token: bool; without it pool with `"gap"`.
+        dtype: dtype policy, e.g. `"mixed_bfloat16"`.
+
+    Call arguments:
+        images: `(B, H, W, C)` preprocessed images.
+
+    Returns:
+        `(B, P + h*w, D)` normalised tokens, P = 1 with a class token.
+
+    Example:
+    >>> backbone = ViTBackbone(image_shape=(30, 30, 3), patch_size=3,
+    ...     hidden_dim=32, num_layers=2, num_heads=4, mlp_dim=37)
+    >>> tuple(backbone(keras.ops.zeros((2, 30, 30, 3))).shape)  # 100 patches + class
+    (2, 101, 32)
+    """
+
+    def __init__(
+        self,
+        image_shape=(224, 224, 3),
+        patch_size=16,
+        hidden_dim=768,
+        num_layers=12,
+        num_heads=12,
+        mlp_dim=3072,
+        dropout_rate=0.0,
+        attention_dropout_rate=0.0,
+        drop_path_rate=0.0,
+        layer_scale_init=None,
+        layer_norm_epsilon=1e-6,
+        gelu_approximate=False,
+        qkv_bias=True,
+        use_class_token=True,
+        dtype=None,
+        **kwargs,
+    ):
+        patch_size = check_pair("patch_size", patch_size)
+        image_shape = check_image_shape(image_shape, patch_size)
+        hidden_dim = check_positive_int("hidden_dim", hidden_dim)
+        num_layers = check_positive_int("num_layers", num_layers)
+        num_heads = check_positive_int("num_heads", num_heads)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"num_heads must divide hidden_dim. Received: num_heads={num_heads}, "
+                f"hidden_dim={hidden_dim}. Pick num_heads among the divisors of "
+                f"{hidden_dim}."
+            )
+        mlp_dim = check_positive_int("mlp_dim", mlp_dim)
+        dropout_rate = check_rate("dropout_rate", dropout_rate)
+        attention_dropout_rate = check_rate("attention_dropout_rate", attention_dropout_rate)
+        drop_path_rate = check_rate("drop_path_rate", drop_path_rate)
+        grid_size = (image_shape[0] // patch_size[0], image_shape[1] // patch_size[1])
+        num_prefix_tokens = 1 if use_class_token else 0
+
+        # === Layers ===
+        patch_embedding = PatchEmbedding(
+            hidden_dim, patch_size, dtype=dtype, name="patch_embedding"
+        )
+        class_token = ClassToken(dtype=dtype, name="class_token") if use_class_token else None
+        position_embedding = PositionEmbedding(
+            grid_size, num_prefix_tokens, dtype=dtype, name="position_embedding"
+        )
+        embedding_dropout = keras.layers.Dropout(
+            dropout_rate, dtype=dtype, name="embedding_dropout"
+        )
+        blocks = [
+            TransformerEncoderBlock(
+                hidden_dim,
+                num_heads,
+                mlp_dim,
+                dropout_rate=dropout_rate,
+                attention_dropout_rate=attention_dropout_rate,
+                drop_path_rate=drop_path_rate * i / max(num_layers - 1, 1),
+                layer_scale_init=layer_scale_init,
+                layer_norm_epsilon=layer_norm_epsilon,
+                gelu_approximate=gelu_approximate,
+                qkv_bias=qkv_bias,
+                dtype=dtype,
+                name=f"block_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        encoder_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="encoder_norm"
+        )
+
+        # === Functional model ===
+        inputs = keras.Input(shape=image_shape, name="images")
+        x = patch_embedding(inputs)
+        if class_token is not None:
+            x = class_token(x)
+        x = embedding_dropout(position_embedding(x))
+        features = {}
+        for block in blocks:
+            x = block(x)
+            features[block.name] = x
+        x = encoder_norm(x)
+        features["encoder_norm"] = x
+        super().__init__(inputs=inputs, outputs=x, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.image_shape = image_shape
+        self.patch_size = patch_size
+        self.hidden_dim = hidden_dim
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.drop_path_rate = drop_path_rate
+        self.layer_scale_init = layer_scale_init
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.gelu_approximate = gelu_approximate
+        self.qkv_bias = qkv_bias
+        self.use_class_token = use_class_token
+        self.grid_size = grid_size
+        self.num_prefix_tokens = num_prefix_tokens
+        self._feature_tensors = features
+
+    @property
+    def feature_names(self):
+        """Names of the published features, in network order."""
+        return list(self._feature_tensors)
+
+    def __call__(self, inputs, *args, **kwargs):
+        check_image_batch(inputs, self.image_shape, name="images")
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _check_feature_names(self, names):
+        if isinstance(names, str):
+            names = [names]
+        for name in names:
+            if name not in self._feature_tensors:
+                close = difflib.get_close_matches(str(name), self.feature_names, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"Unknown feature name {name!r}.{hint} Available: "
+                    f"{self.feature_names}"
+                )
+        return list(names)
+
+    def feature_extractor(self, names=None):
+        """A model mapping images to a dict of the named features.
+
+        Args:
+            names: feature names (see `feature_names`); all of them by default.
+
+        Returns:
+            `keras.Model` whose output is `{name: (B, P + h*w, D)}`; it shares
+            this backbone's weights.
+        """
+        names = self.feature_names if names is None else self._check_feature_names(names)
+        outputs = {name: self._feature_tensors[name] for name in names}
+        return keras.Model(self.inputs[0], outputs, name=f"{self.name}_features")
+
+    def attention_maps(self, images, training=False):
+        """Runs the backbone and returns every block's attention probabilities.
+
+        It shares this backbone's weights and runs the explicit attention path
+        (the fused kernel does not expose probabilities).
+
+        Args:
+            images: `(B, H, W, C)` preprocessed images.
+            training: bool.
+
+        Returns:
+            dict with `"tokens"`: `(B, N, D)` normalised tokens and
+            `"attention"`: `{"block_{i}": (B, H, N, N)}`, rows summing to one.
+        """
+        check_image_batch(images, self.image_shape, name="images")
+        x = self.get_layer("patch_embedding")(images)
+        if self.use_class_token:
+            x = self.get_layer("class_token")(x)
+        x = self.get_layer("position_embedding")(x)
+        x = self.get_layer("embedding_dropout")(x, training=training)
+        attention = {}
+        for i in range(self.num_layers):
+            x, attention[f"block_{i}"] = self.get_layer(f"block_{i}")(
+                x, training=training, return_attention_scores=True
+            )
+        return {"tokens": self.get_layer("encoder_norm")(x), "attention": attention}
+
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "image_shape": self.image_shape,
+            "patch_size": self.patch_size,
+            "hidden_dim": self.hidden_dim,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "mlp_dim": self.mlp_dim,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "drop_path_rate": self.drop_path_rate,
+            "layer_scale_init": self.layer_scale_init,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "gelu_approximate": self.gelu_approximate,
+            "qkv_bias": self.qkv_bias,
+            "use_class_token": self.use_class_token,
+        }
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
+
+    @classmethod
+    def from_preset(cls, preset, image_size=None, load_weights=True, **overrides):
+        """Builds the backbone of a ViT preset (name or directory).
+
+        Args:
+            preset: a name from `keras_vit.list_presets()` or a preset directory.
+            image_size: int or `(H, W)`; the position embeddings are resized
+                when it differs from the preset's.
+            load_weights: bool, load the preset's weights.
+            **overrides: backbone arguments to change (e.g. `drop_path_rate`).
+
+        Example:
+        >>> backbone = ViTBackbone.from_preset("vit_ti16", load_weights=False)
+        >>> backbone.hidden_dim
+        192
+        """
+        from keras_vit.presets.loading import load_preset
+
+        model = load_preset(
+            preset, image_size=image_size, load_weights=load_weights, **overrides
+        )
+        return model.backbone

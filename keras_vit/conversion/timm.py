@@ -1,0 +1,95 @@
+"""timm `VisionTransformer` state dicts -> keras_vit `ViT`.
+
+Names (timm 1.x): `patch_embed.proj`, `cls_token`, `pos_embed`,
+`blocks.{i}.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.fc1,mlp.fc2,ls2.gamma}`,
+`norm` (or `fc_norm` with average pooling), `head`. timm's fused `qkv` rows are
+[all q heads; all k heads; all v heads], the layout of keras_vit's `qkv` kernel
+once transposed, so no reshuffling is needed.
+"""
+
+from keras_vit.conversion.common import TrackedDict
+from keras_vit.conversion.common import assign
+from keras_vit.conversion.common import check_all_used
+from keras_vit.conversion.common import conv2d
+from keras_vit.conversion.common import layer_norm
+from keras_vit.conversion.common import linear
+from keras_vit.conversion.common import to_numpy
+
+
+def vit_config_from_timm(state_dict, num_heads, image_size=None):
+    """Backbone and classifier arguments read off a timm state dict.
+
+    The head count is not recoverable from weight shapes, so it is passed in.
+    `image_size` defaults to the square grid the position table holds.
+    """
+    patch = to_numpy(state_dict["patch_embed.proj.weight"])
+    hidden_dim, channels, patch_h, patch_w = patch.shape
+    num_layers = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("blocks."))
+    mlp_dim = to_numpy(state_dict["blocks.0.mlp.fc1.weight"]).shape[0]
+    use_class_token = "cls_token" in state_dict
+    if image_size is None:
+        tokens = to_numpy(state_dict["pos_embed"]).shape[1] - int(use_class_token)
+        side = int(round(tokens**0.5))
+        image_size = (side * patch_h, side * patch_w)
+    elif isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    backbone = {
+        "image_shape": (image_size[0], image_size[1], channels),
+        "patch_size": (patch_h, patch_w),
+        "hidden_dim": hidden_dim,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "mlp_dim": mlp_dim,
+        "layer_norm_epsilon": 1e-6,
+        "gelu_approximate": False,
+        "qkv_bias": "blocks.0.attn.qkv.bias" in state_dict,
+        "use_class_token": use_class_token,
+        "layer_scale_init": 1e-5 if "blocks.0.ls1.gamma" in state_dict else None,
+    }
+    head = state_dict.get("head.weight")
+    classifier = {
+        "num_classes": 0 if head is None else to_numpy(head).shape[0],
+        "pooling": "token" if use_class_token and "fc_norm.weight" not in state_dict else "gap",
+        "representation_size": None,
+    }
+    return {"backbone": backbone, "classifier": classifier}
+
+
+def load_timm_state_dict(model, state_dict):
+    """Copies a timm ViT state dict into a `keras_vit.ViT` built with the same sizes.
+
+    Average pooling with timm's `fc_norm` (norm after pooling) has no
+    keras_vit counterpart yet and is rejected; `fc_norm=False` models load.
+    """
+    state_dict = TrackedDict(state_dict)
+    if "fc_norm.weight" in state_dict:
+        raise ValueError(
+            "This timm checkpoint normalises after pooling (fc_norm); keras_vit "
+            "normalises before pooling, like the original ViT. Export it with "
+            "fc_norm=False or global_pool='token'."
+        )
+    backbone = model.backbone
+    conv2d(backbone.get_layer("patch_embedding").projection, state_dict, "patch_embed.proj")
+    if backbone.use_class_token:
+        assign(backbone.get_layer("class_token").token, state_dict["cls_token"], "cls_token")
+    assign(
+        backbone.get_layer("position_embedding").embedding,
+        state_dict["pos_embed"],
+        "pos_embed",
+    )
+    for i in range(backbone.num_layers):
+        block, prefix = backbone.get_layer(f"block_{i}"), f"blocks.{i}"
+        layer_norm(block.norm1, state_dict, f"{prefix}.norm1")
+        linear(block.attention.qkv, state_dict, f"{prefix}.attn.qkv")
+        linear(block.attention.proj, state_dict, f"{prefix}.attn.proj")
+        layer_norm(block.norm2, state_dict, f"{prefix}.norm2")
+        linear(block.fc1, state_dict, f"{prefix}.mlp.fc1")
+        linear(block.fc2, state_dict, f"{prefix}.mlp.fc2")
+        if block.layer_scale1 is not None:
+            assign(block.layer_scale1.gamma, state_dict[f"{prefix}.ls1.gamma"], f"{prefix}.ls1.gamma")
+            assign(block.layer_scale2.gamma, state_dict[f"{prefix}.ls2.gamma"], f"{prefix}.ls2.gamma")
+    layer_norm(backbone.get_layer("encoder_norm"), state_dict, "norm")
+    if model.num_classes:
+        linear(model.get_layer("head"), state_dict, "head")
+    check_all_used(state_dict, state_dict.used, "timm", ignore=("head.",) if not model.num_classes else ())
+    return model

@@ -1,0 +1,3 @@
+from keras_vit.models.vit import ViT
+
+__all__ = ["ViT"]

@@ -1,0 +1,103 @@
+"""The ViT preset table: data only.
+
+Sizes are decoded from one variant table (as big_vision's `decode_variant`);
+each preset names its variant, patch, resolution, head, preprocessing and the
+public checkpoint its weights are converted from. Parameter counts are checked
+against timm and transformers in `tests/presets/test_vit_presets.py`.
+"""
+
+# variant: (hidden_dim, num_layers, mlp_dim, num_heads), ViT paper Table 1 and
+# the DeiT/AugReg Ti and S sizes.
+VARIANTS = {
+    "Ti": (192, 12, 768, 3),
+    "S": (384, 12, 1536, 6),
+    "B": (768, 12, 3072, 12),
+    "L": (1024, 24, 4096, 16),
+    "H": (1280, 32, 5120, 16),
+}
+
+# Preprocessing families (REFERENCE.md section 1.5): pixels in [0, 255] map to
+# [-1, 1] for the original ViT / AugReg weights, ImageNet mean/std for DeiT.
+PREPROCESSING = {
+    "inception": {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+    "imagenet": {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
+}
+
+
+def _preset(variant, patch, image_size, source, description, **extra):
+    hidden_dim, num_layers, mlp_dim, num_heads = VARIANTS[variant]
+    backbone = {
+        "image_shape": (image_size, image_size, 3),
+        "patch_size": patch,
+        "hidden_dim": hidden_dim,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "mlp_dim": mlp_dim,
+        # timm and transformers checkpoints: LayerNorm eps 1e-6 and exact GELU.
+        "layer_norm_epsilon": 1e-6,
+        "gelu_approximate": False,
+    }
+    backbone.update(extra.pop("backbone", {}))
+    classifier = {"num_classes": 1000, "pooling": "token", "representation_size": None}
+    classifier.update(extra.pop("classifier", {}))
+    if extra:
+        raise ValueError(f"Unknown preset fields: {sorted(extra)}")
+    return {
+        "description": description,
+        "variant": f"{variant}/{patch}",
+        "backbone": backbone,
+        "classifier": classifier,
+        "preprocessing": {"image_size": image_size, **PREPROCESSING["inception"]},
+        "source": source,
+    }
+
+
+VIT_PRESETS = {
+    "vit_ti16": _preset(
+        "Ti", 16, 224,
+        "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+        "ViT-Ti/16, ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 224 (AugReg).",
+    ),
+    "vit_s16": _preset(
+        "S", 16, 224,
+        "timm/vit_small_patch16_224.augreg_in21k_ft_in1k",
+        "ViT-S/16, ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 224 (AugReg).",
+    ),
+    "vit_s32": _preset(
+        "S", 32, 224,
+        "timm/vit_small_patch32_224.augreg_in21k_ft_in1k",
+        "ViT-S/32, ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 224 (AugReg).",
+    ),
+    "vit_b8": _preset(
+        "B", 8, 224,
+        "timm/vit_base_patch8_224.augreg2_in21k_ft_in1k",
+        "ViT-B/8, ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 224 (AugReg2).",
+    ),
+    "vit_b16": _preset(
+        "B", 16, 224,
+        "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k",
+        "ViT-B/16, ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 224 (AugReg2).",
+    ),
+    "vit_b32": _preset(
+        "B", 32, 224,
+        "timm/vit_base_patch32_224.augreg_in21k_ft_in1k",
+        "ViT-B/32, ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 224 (AugReg).",
+    ),
+    "vit_l16": _preset(
+        "L", 16, 224,
+        "timm/vit_large_patch16_224.augreg_in21k_ft_in1k",
+        "ViT-L/16, ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 224 (AugReg).",
+    ),
+    "vit_l32": _preset(
+        "L", 32, 384,
+        "timm/vit_large_patch32_384.orig_in21k_ft_in1k",
+        "ViT-L/32, ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 384 "
+        "(original release).",
+    ),
+    "vit_h14": _preset(
+        "H", 14, 224,
+        "google/vit-huge-patch14-224-in21k",
+        "ViT-H/14, ImageNet-21k pre-trained (original release); 1000-class head "
+        "to be fine-tuned.",
+    ),
+}

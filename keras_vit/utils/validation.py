@@ -1,0 +1,87 @@
+"""Argument checks shared by layers and models.
+
+Each check raises a `ValueError` or `TypeError` that names the argument, the value
+received and what to pass instead.
+"""
+
+import numbers
+
+
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer. Received: {name}={value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def check_rate(name, value):
+    """A probability in [0, 1): dropout, attention dropout, drop path."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float in [0, 1). Received: {name}={value!r}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1). Received: {name}={value!r}")
+    return float(value)
+
+
+def check_pair(name, value):
+    """An int or a pair of ints, returned as a tuple of two positive ints."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(
+            f"{name} must be an int or a pair of ints. Received: {name}={value!r}"
+        )
+    return tuple(check_positive_int(name, v) for v in value)
+
+
+def check_image_shape(image_shape, patch_size):
+    """`image_shape` is `(H, W, C)` with H and W divisible by the patch size."""
+    if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
+        raise ValueError(
+            "image_shape must be (height, width, channels), channels last. "
+            f"Received: image_shape={image_shape!r}"
+        )
+    image_shape = tuple(check_positive_int("image_shape", v) for v in image_shape)
+    height, width, _ = image_shape
+    if height % patch_size[0] or width % patch_size[1]:
+        raise ValueError(
+            f"image_shape must be divisible by patch_size={patch_size}. Received: "
+            f"image_shape={image_shape}. Use a height that is a multiple of "
+            f"{patch_size[0]} and a width that is a multiple of {patch_size[1]}, "
+            "or resize the images first."
+        )
+    return image_shape
+
+
+def check_image_batch(images, image_shape, name="images"):
+    """Checks the rank and static shape of an image batch `(B, H, W, C)`."""
+    shape = getattr(images, "shape", None)
+    if shape is None:
+        raise TypeError(
+            f"{name} must be an array or tensor of shape (batch, height, width, "
+            f"channels). Received: {type(images).__name__}"
+        )
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise ValueError(
+            f"{name} must have rank 4 (batch, height, width, channels). Received: "
+            f"{name}.shape={shape}. For a single image, add a batch axis "
+            "(images[None])."
+        )
+    height, width, channels = image_shape
+    if shape[3] is not None and shape[3] != channels:
+        raise ValueError(
+            f"{name} must have {channels} channels (channels last). Received: "
+            f"{name}.shape={shape}. Convert the images to {channels} channels, or "
+            f"build the model with image_shape=({height}, {width}, {shape[3]})."
+        )
+    if (shape[1] is not None and shape[1] != height) or (
+        shape[2] is not None and shape[2] != width
+    ):
+        raise ValueError(
+            f"{name} must be {height}x{width} pixels for this model. Received: "
+            f"{name}.shape={shape}. Resize the images (the preset's preprocessor "
+            "does it) or build the model with image_size="
+            f"({shape[1]}, {shape[2]}) to resize the position embeddings."
+        )
