@@ -186,20 +186,26 @@ def load_weights_file(model, path):
         ) from error
 
 
-def transfer_weights(source, target):
+def transfer_weights(source, target, method="bicubic", align_corners=False, antialias=True):
     """Copies weights between two ViTs that differ in resolution or head.
 
     Layers are matched by name. The position embedding is resized to the
-    target's grid (bicubic, antialiased, as timm's `resample_abs_pos_embed`);
-    the head is copied only when its shape matches (else it keeps its fresh
-    initialisation, as when fine-tuning on new classes).
+    target's grid; the defaults (bicubic, antialiased) are timm's
+    `resample_abs_pos_embed`, `antialias=False` gives transformers'
+    `interpolate_pos_encoding`, and `method="bilinear", align_corners=True,
+    antialias=False` the original ViT code. The head is copied only when its
+    shape matches (else it keeps its fresh initialisation, as when fine-tuning
+    on new classes).
     """
     for layer in source.backbone.layers:
         if not layer.weights:
             continue
         target_layer = target.backbone.get_layer(layer.name)
         if layer.name == "position_embedding" and layer.grid_size != target_layer.grid_size:
-            target_layer.set_weights([layer.resized_embedding(target_layer.grid_size)])
+            resized = layer.resized_embedding(
+                target_layer.grid_size, method, align_corners, antialias
+            )
+            target_layer.set_weights([resized])
             continue
         _set_weights(layer, target_layer)
     for name in ("pre_logits", "head"):

@@ -1,0 +1,43 @@
+"""Builds reference torch models (timm, transformers) with random weights, no downloads."""
+
+import keras
+import numpy as np
+
+from keras_vit.presets.loading import build_from_config
+
+
+def randomize(torch_model, seed=0, std=0.2):
+    """Replaces every parameter with random values so that no weight is a no-op
+    (LayerNorm gammas of one, zero biases and LayerScale 1e-5 would hide bugs)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in torch_model.named_parameters():
+            noise = torch.randn(param.shape, generator=generator) * std
+            if name.endswith("norm1.weight") or "layernorm" in name or name.endswith("norm.weight"):
+                noise = noise + 1.0
+            param.copy_(noise)
+    return torch_model.eval()
+
+
+def images(shape, seed=0):
+    """(B, H, W, C) float32 images and the same batch as a (B, C, H, W) torch tensor."""
+    import torch
+
+    x = np.random.default_rng(seed).normal(size=shape).astype("float32")
+    return x, torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+
+
+def keras_model(config, dtype=None):
+    return build_from_config({**config, "dtype": dtype})
+
+
+def to_numpy(x):
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return keras.ops.convert_to_numpy(x)
+
+
+def max_abs_diff(a, b):
+    return float(np.max(np.abs(to_numpy(a).astype("float64") - to_numpy(b).astype("float64"))))
