@@ -30,7 +30,7 @@ LARGE = {"vit_l16", "vit_l32", "vit_h14"}
 
 def _timm_count(name):
     with torch.device("meta"):
-        model = timm.create_model(TIMM_NAMES[name], pretrained=False)
+        model = timm.create_model(TIMM_NAMES[name], pretrained=False, num_classes=1000)
     return sum(p.numel() for p in model.parameters())
 
 

@@ -1,0 +1,51 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+import keras_vit
+from keras_vit.data.digits import load_digits
+from recipes import vit_classification
+
+
+def test_digits_split_is_stratified_and_disjoint():
+    (x_train, y_train), (x_test, y_test) = load_digits(image_size=16)
+    assert x_train.shape[1:] == (16, 16, 1) and x_test.shape[1:] == (16, 16, 1)
+    assert len(x_train) + len(x_test) == 1797
+    assert 0.0 <= x_train.min() and x_train.max() <= 1.0
+    counts = np.bincount(y_test, minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37
+    train_rows = {row.tobytes() for row in x_train.reshape(len(x_train), -1)}
+    overlap = sum(row.tobytes() in train_rows for row in x_test.reshape(len(x_test), -1))
+    assert overlap < 5  # the set has a few duplicate scans, nothing more
+
+
+def test_smoke_run_writes_everything(tmp_path):
+    config, _ = vit_classification.parse_args(["--smoke"])
+    output = str(tmp_path / "run")
+    results = vit_classification.run(config, output, verbose=0)
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and np.isfinite(results["test_loss"])
+    for name in ("results.json", "attention_maps.png", "checkpoint.weights.h5"):
+        assert os.path.isfile(os.path.join(output, name)), name
+    with open(os.path.join(output, "results.json")) as f:
+        assert json.load(f)["test_accuracy"] == results["test_accuracy"]
+    model = keras_vit.ViT.from_preset(os.path.join(output, "preset"))
+    assert model.backbone.image_shape == (16, 16, 1)
+
+
+def test_bad_dataset_name():
+    config, _ = vit_classification.parse_args(["--smoke", "--dataset", "mnist"])
+    with pytest.raises(ValueError, match=r"dataset must be 'digits' or 'tfds:NAME'.*'mnist'"):
+        vit_classification.load_data(config)
+
+
+def test_tfds_path_with_mock_data(tmp_path):
+    """The tensorflow-datasets path, on tfds' own mock data (no network)."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    config, _ = vit_classification.parse_args(
+        ["--smoke", "--dataset", "tfds:mnist", "--image-size", "14", "--batch-size", "8"]
+    )
+    with tfds.testing.mock_data(num_examples=24):
+        results = vit_classification.run(config, str(tmp_path / "tfds"), verbose=0)
+    assert results["dataset"] == "tfds:mnist" and np.isfinite(results["test_loss"])
