@@ -26,6 +26,8 @@ import keras_vit
 model = keras_vit.ViT.from_preset(sys.argv[1])
 x = np.load(sys.argv[2])
 np.save(sys.argv[3], keras.ops.convert_to_numpy(model(x)))
+bigger = keras_vit.ViT.from_preset(sys.argv[1], image_size=(36, 42))
+np.save(sys.argv[4], keras.ops.convert_to_numpy(bigger(np.load(sys.argv[5]))))
 print(keras.backend.backend())
 """
 
@@ -40,12 +42,20 @@ def test_weights_cross_backends(tmp_path):
     model.save_to_preset(preset)
     x = np.random.default_rng(0).normal(size=(2, 30, 30, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
+    x_big = np.random.default_rng(1).normal(size=(2, 36, 42, 3)).astype("float32")
+    np.save(tmp_path / "x_big.npy", x_big)
     other = NEXT[keras.backend.backend()]
     env = dict(os.environ, KERAS_BACKEND=other)
     result = subprocess.run(
-        [sys.executable, "-c", LOAD_SCRIPT, preset, str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        [
+            sys.executable, "-c", LOAD_SCRIPT, preset, str(tmp_path / "x.npy"),
+            str(tmp_path / "y.npy"), str(tmp_path / "y_big.npy"), str(tmp_path / "x_big.npy"),
+        ],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == other
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), to_np(model(x)), atol=1e-5)
+    # Resizing the position embeddings gives the same model on both backends.
+    bigger = ViT.from_preset(preset, image_size=(36, 42))
+    np.testing.assert_allclose(np.load(tmp_path / "y_big.npy"), to_np(bigger(x_big)), atol=1e-5)

@@ -24,7 +24,7 @@ PREPROCESSING = {
 }
 
 
-def _preset(variant, patch, image_size, source, description, **extra):
+def _preset(variant, patch, image_size, source, description, preprocessing="inception", **extra):
     hidden_dim, num_layers, mlp_dim, num_heads = VARIANTS[variant]
     backbone = {
         "image_shape": (image_size, image_size, 3),
@@ -47,7 +47,7 @@ def _preset(variant, patch, image_size, source, description, **extra):
         "variant": f"{variant}/{patch}",
         "backbone": backbone,
         "classifier": classifier,
-        "preprocessing": {"image_size": image_size, **PREPROCESSING["inception"]},
+        "preprocessing": {"image_size": image_size, **PREPROCESSING[preprocessing]},
         "source": source,
     }
 
@@ -99,5 +99,25 @@ VIT_PRESETS = {
         "google/vit-huge-patch14-224-in21k",
         "ViT-H/14, ImageNet-21k pre-trained (original release); 1000-class head "
         "to be fine-tuned.",
+    ),
+    # DeiT (Touvron et al., 2021): ViT architecture trained on ImageNet-1k only,
+    # with ImageNet mean/std preprocessing.
+    "deit_ti16": _preset(
+        "Ti", 16, 224,
+        "timm/deit_tiny_patch16_224.fb_in1k",
+        "DeiT-Ti/16, ImageNet-1k from scratch at 224 (72.2% top-1).",
+        preprocessing="imagenet",
+    ),
+    "deit_s16": _preset(
+        "S", 16, 224,
+        "timm/deit_small_patch16_224.fb_in1k",
+        "DeiT-S/16, ImageNet-1k from scratch at 224 (79.9% top-1).",
+        preprocessing="imagenet",
+    ),
+    "deit_b16": _preset(
+        "B", 16, 224,
+        "timm/deit_base_patch16_224.fb_in1k",
+        "DeiT-B/16, ImageNet-1k from scratch at 224 (81.8% top-1).",
+        preprocessing="imagenet",
     ),
 }

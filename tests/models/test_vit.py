@@ -91,6 +91,13 @@ def test_keras_save_and_load(tiny_config, tmp_path):
     np.testing.assert_allclose(to_np(restored(x)), to_np(model(x)), atol=1e-6)
 
 
+def test_every_layer_is_built_after_construction(tiny_config):
+    """An unbuilt sublayer makes Keras's JAX predict_on_batch re-run the model
+    eagerly on every call to build it."""
+    model = _model(tiny_config, num_classes=3, preprocessor=ViTImagePreprocessor(30))
+    assert [layer.name for layer in model._flatten_layers() if not layer.built] == []
+
+
 def test_compile_defaults(tiny_config):
     model = _model(tiny_config, num_classes=3)
     model.compile()

@@ -24,6 +24,9 @@ TIMM_NAMES = {
     "vit_l16": "vit_large_patch16_224",
     "vit_l32": "vit_large_patch32_384",
     "vit_h14": "vit_huge_patch14_224",
+    "deit_ti16": "deit_tiny_patch16_224",
+    "deit_s16": "deit_small_patch16_224",
+    "deit_b16": "deit_base_patch16_224",
 }
 LARGE = {"vit_l16", "vit_l32", "vit_h14"}
 
@@ -55,6 +58,15 @@ def test_vit_b16_count_equals_transformers():
         reference = transformers.ViTForImageClassification(transformers.ViTConfig(num_labels=1000))
     model = ViT.from_preset("vit_b16", load_weights=False)
     assert model.count_params() == sum(p.numel() for p in reference.parameters())
+
+
+def test_preprocessing_per_family():
+    vit = ViT.from_preset("vit_b16", load_weights=False).preprocessor
+    deit = ViT.from_preset("deit_b16", load_weights=False).preprocessor
+    assert vit.mean == (0.5, 0.5, 0.5) and vit.std == (0.5, 0.5, 0.5)  # [-1, 1]
+    assert deit.mean == (0.485, 0.456, 0.406) and deit.std == (0.229, 0.224, 0.225)
+    white = np.full((1, 224, 224, 3), 255.0, "float32")
+    np.testing.assert_allclose(to_np(vit(white)), 1.0, atol=1e-6)
 
 
 def test_overrides_and_front_door():
