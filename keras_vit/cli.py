@@ -2,6 +2,8 @@
 
     keras-vit train [recipe options]   # the main job: a ViT on the bundled digits
     keras-vit presets                  # list the presets
+    keras-vit convert SOURCE OUTPUT_DIR [--num-heads N] [--image-size S] [--num-classes K]
+        # SOURCE: a preset name, a .npz/.safetensors/.pth/.bin file, or hf://org/name
 """
 
 import sys
@@ -21,9 +23,33 @@ def main(argv=None):
         for name, entry in sorted(VIT_PRESETS.items()):
             print(f"{name:10s} {entry['variant']:6s} {entry['description']}")
         return 0
+    if command == "convert":
+        return convert(argv)
     print(__doc__)
     return 0 if command in ("-h", "--help", "help") else 2
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def convert(argv):
+    """Converts a checkpoint (or fetches a preset) and writes a preset directory."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="keras-vit convert")
+    parser.add_argument("source", help="preset name, checkpoint file or hf://org/name")
+    parser.add_argument("output_dir")
+    parser.add_argument("--num-heads", type=int, default=None, help="for timm files of non-standard width")
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--num-classes", type=int, default=None)
+    args = parser.parse_args(argv)
+    from keras_vit.models.vit import ViT
+
+    overrides = {} if args.num_heads is None else {"num_heads": args.num_heads}
+    model = ViT.from_preset(
+        args.source, num_classes=args.num_classes, image_size=args.image_size, **overrides
+    )
+    model.save_to_preset(args.output_dir, metadata={"converted_from": args.source})
+    print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")
+    return 0

@@ -82,12 +82,6 @@ class ViTBackbone(keras.Model):
         hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         num_layers = check_positive_int("num_layers", num_layers)
         num_heads = check_positive_int("num_heads", num_heads)
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"num_heads must divide hidden_dim. Received: num_heads={num_heads}, "
-                f"hidden_dim={hidden_dim}. Pick num_heads among the divisors of "
-                f"{hidden_dim}."
-            )
         mlp_dim = check_positive_int("mlp_dim", mlp_dim)
         dropout_rate = check_rate("dropout_rate", dropout_rate)
         attention_dropout_rate = check_rate("attention_dropout_rate", attention_dropout_rate)

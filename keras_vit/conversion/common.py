@@ -77,3 +77,13 @@ class TrackedDict(dict):
             )
         self.used.add(key)
         return super().__getitem__(key)
+
+
+def image_size_for(image_size, num_grid_tokens, patch_size):
+    """`(H, W)`: the given size, or the square grid a position table holds."""
+    if image_size is None:
+        side = int(round(num_grid_tokens**0.5))
+        return (side * patch_size[0], side * patch_size[1])
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    return tuple(image_size)

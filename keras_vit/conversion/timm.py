@@ -11,6 +11,7 @@ from keras_vit.conversion.common import TrackedDict
 from keras_vit.conversion.common import assign
 from keras_vit.conversion.common import check_all_used
 from keras_vit.conversion.common import conv2d
+from keras_vit.conversion.common import image_size_for
 from keras_vit.conversion.common import layer_norm
 from keras_vit.conversion.common import linear
 from keras_vit.conversion.common import to_numpy
@@ -27,12 +28,8 @@ def vit_config_from_timm(state_dict, num_heads, image_size=None):
     num_layers = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("blocks."))
     mlp_dim = to_numpy(state_dict["blocks.0.mlp.fc1.weight"]).shape[0]
     use_class_token = "cls_token" in state_dict
-    if image_size is None:
-        tokens = to_numpy(state_dict["pos_embed"]).shape[1] - int(use_class_token)
-        side = int(round(tokens**0.5))
-        image_size = (side * patch_h, side * patch_w)
-    elif isinstance(image_size, int):
-        image_size = (image_size, image_size)
+    tokens = to_numpy(state_dict["pos_embed"]).shape[1] - int(use_class_token)
+    image_size = image_size_for(image_size, tokens, (patch_h, patch_w))
     backbone = {
         "image_shape": (image_size[0], image_size[1], channels),
         "patch_size": (patch_h, patch_w),
@@ -89,7 +86,9 @@ def load_timm_state_dict(model, state_dict):
             assign(block.layer_scale1.gamma, state_dict[f"{prefix}.ls1.gamma"], f"{prefix}.ls1.gamma")
             assign(block.layer_scale2.gamma, state_dict[f"{prefix}.ls2.gamma"], f"{prefix}.ls2.gamma")
     layer_norm(backbone.get_layer("encoder_norm"), state_dict, "norm")
-    if model.num_classes:
+    # A checkpoint without a classifier (timm's in21k releases) leaves the head
+    # at its initialisation, to be fine-tuned.
+    if model.num_classes and "head.weight" in state_dict:
         linear(model.get_layer("head"), state_dict, "head")
     check_all_used(state_dict, state_dict.used, "timm", ignore=("head.",) if not model.num_classes else ())
     return model

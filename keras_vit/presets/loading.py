@@ -88,24 +88,59 @@ def _resolve(preset, load_weights):
         raise _unknown_preset_error(preset)
     cached = os.path.join(preset_cache_dir(), preset)
     if load_weights:
-        if os.path.isfile(os.path.join(cached, WEIGHTS_FILE)):
-            return _read_directory(cached, load_weights)
-        raise ValueError(
-            f"No weights found for preset {preset!r} (looked in {cached}). "
-            f"Its weights come from {VIT_PRESETS[preset]['source']}. To load local "
-            "weights, pass a preset directory (written by `model.save_to_preset`) "
-            f"to from_preset, copy one to {cached}, or convert a checkpoint with "
-            "`keras_vit.conversion`; to build the architecture alone, pass "
-            "load_weights=False."
-        )
-    entry = VIT_PRESETS[preset]
-    config = {
+        if not os.path.isfile(os.path.join(cached, WEIGHTS_FILE)):
+            fetch_preset(preset)
+        return _read_directory(cached, load_weights)
+    return _table_config(preset), None
+
+
+def _table_config(name):
+    entry = VIT_PRESETS[name]
+    return {
         "class_name": "ViT",
         "backbone": dict(entry["backbone"]),
         "classifier": dict(entry["classifier"]),
         "preprocessor": dict(entry["preprocessing"]),
     }
-    return config, None
+
+
+def fetch_preset(name):
+    """Downloads a preset's source checkpoint, converts it, caches the preset.
+
+    The checkpoint is read and converted in memory; every tensor's shape is
+    checked against the preset's architecture (and the file's sha256 where the
+    table knows it) before the converted preset is written to
+    `preset_cache_dir()/name`, so later calls need no network.
+
+    Returns:
+        The cached preset directory.
+    """
+    from keras_vit.conversion.checkpoint import load_checkpoint_weights
+    from keras_vit.conversion.checkpoint import read_checkpoint
+    from keras_vit.presets.download import download
+    from keras_vit.presets.download import hf_file_url
+
+    entry = VIT_PRESETS[name]
+    url = hf_file_url(entry["source"], "model.safetensors")
+    path = download(
+        url,
+        filename=entry["source"].replace("/", "--") + ".safetensors",
+        sha256=entry.get("sha256"),
+    )
+    arrays = read_checkpoint(path)
+    model = build_from_config(_table_config(name))
+    load_checkpoint_weights(model, arrays, entry["format"])
+    directory = os.path.join(preset_cache_dir(), name)
+    # Written under a temporary name and renamed, so a half-written preset is
+    # never picked up by a later call.
+    staging = directory + ".partial"
+    save_preset(model, staging, metadata={"preset": name, "source": url})
+    if os.path.isdir(directory):
+        import shutil
+
+        shutil.rmtree(directory)
+    os.replace(staging, directory)
+    return directory
 
 
 def _read_directory(directory, load_weights):
@@ -230,14 +265,60 @@ def _set_weights(layer, target_layer):
     target_layer.set_weights(values)
 
 
+def _from_checkpoint(preset, load_weights):
+    """(config, weights loader) for a checkpoint file or an `hf://org/name` repo."""
+    from keras_vit.conversion.checkpoint import config_from_checkpoint
+    from keras_vit.conversion.checkpoint import load_checkpoint_weights
+    from keras_vit.conversion.checkpoint import read_checkpoint
+    from keras_vit.conversion.checkpoint import read_hf_config
+
+    if preset.startswith("hf://"):
+        from keras_vit.presets.download import download
+        from keras_vit.presets.download import hf_file_url
+
+        repo = preset[len("hf://"):].strip("/")
+        stem = repo.replace("/", "--")
+        path = download(hf_file_url(repo, "model.safetensors"), filename=f"{stem}.safetensors")
+        config_path = download(hf_file_url(repo, "config.json"), filename=f"{stem}.config.json")
+        with open(config_path, encoding="utf-8") as f:
+            hf_config = json.load(f)
+    else:
+        path, hf_config = preset, read_hf_config(preset)
+    arrays = read_checkpoint(path)
+    if hf_config is not None and "architecture" in hf_config:
+        hf_config = None  # timm's config.json: sizes come from the tensors
+    config = config_from_checkpoint(arrays, hf_config=hf_config)
+    config["preprocessor"] = {"image_size": config["backbone"]["image_shape"][:2]}
+
+    def load(model):
+        load_checkpoint_weights(model, arrays)
+
+    return config, (load if load_weights else None)
+
+
 def load_preset(preset, num_classes=None, image_size=None, load_weights=True, **overrides):
-    """Builds a `ViT` from a preset name or directory; see `ViT.from_preset`."""
-    config, weights = _resolve(preset, load_weights)
+    """Builds a `ViT` from a preset name, preset directory, checkpoint file or
+    `hf://org/name`; see `ViT.from_preset`."""
+    preset_path = os.fspath(preset) if isinstance(preset, (str, os.PathLike)) else None
+    if preset_path is not None and (
+        preset_path.startswith("hf://")
+        or (os.path.isfile(preset_path) and preset_path.lower().endswith((".npz", ".safetensors", ".pth", ".bin", ".pt")))
+    ):
+        config, weights = _from_checkpoint(preset_path, load_weights)
+    else:
+        config, weights = _resolve(preset, load_weights)
+    # Sizes that the weights fix (num_heads cannot be read off timm tensors)
+    # apply before the weights load; the rest is carried over afterwards.
+    if "num_heads" in overrides:
+        config["backbone"]["num_heads"] = overrides.pop("num_heads")
     target_config = _apply_overrides(config, num_classes, image_size, overrides)
     if weights is None:
         return build_from_config(target_config)
     native = build_from_config({**config, "dtype": target_config.get("dtype")})
-    load_weights_file(native, weights)
+    if callable(weights):
+        weights(native)
+    else:
+        load_weights_file(native, weights)
     if _as_json(target_config["backbone"]) == _as_json(config["backbone"]) and (
         _as_json(target_config["classifier"]) == _as_json(config["classifier"])
     ):

@@ -24,7 +24,10 @@ PREPROCESSING = {
 }
 
 
-def _preset(variant, patch, image_size, source, description, preprocessing="inception", **extra):
+def _preset(
+    variant, patch, image_size, source, description, preprocessing="inception",
+    source_format="timm", sha256=None, **extra,
+):
     hidden_dim, num_layers, mlp_dim, num_heads = VARIANTS[variant]
     backbone = {
         "image_shape": (image_size, image_size, 3),
@@ -48,7 +51,10 @@ def _preset(variant, patch, image_size, source, description, preprocessing="ince
         "backbone": backbone,
         "classifier": classifier,
         "preprocessing": {"image_size": image_size, **PREPROCESSING[preprocessing]},
+        # A Hugging Face hub repo holding model.safetensors in `source_format`.
         "source": source,
+        "format": source_format,
+        "sha256": sha256,
     }
 
 
@@ -96,9 +102,9 @@ VIT_PRESETS = {
     ),
     "vit_h14": _preset(
         "H", 14, 224,
-        "google/vit-huge-patch14-224-in21k",
-        "ViT-H/14, ImageNet-21k pre-trained (original release); 1000-class head "
-        "to be fine-tuned.",
+        "timm/vit_huge_patch14_224.orig_in21k",
+        "ViT-H/14, ImageNet-21k pre-trained (original release); the checkpoint has "
+        "no classifier, so the 1000-class head starts untrained.",
     ),
     # DeiT (Touvron et al., 2021): ViT architecture trained on ImageNet-1k only,
     # with ImageNet mean/std preprocessing.

@@ -88,10 +88,16 @@ def test_unknown_override():
         ViT.from_preset("vit_ti16", load_weights=False, hidden_size=3)
 
 
-def test_missing_weights_say_how_to_load_local_ones(tmp_path, monkeypatch):
+def test_no_network_fails_fast_and_says_how_to_load_local_weights(tmp_path, monkeypatch):
+    import time
+
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    with pytest.raises(ValueError, match=r"No weights found for preset 'vit_ti16'.*preset directory.*load_weights=False"):
+    monkeypatch.setenv("KERAS_VIT_HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    start = time.time()
+    with pytest.raises(ConnectionError, match=r"pass its local path to from_preset"):
         ViT.from_preset("vit_ti16")
+    assert time.time() - start < 10
+    assert not os.listdir(os.path.join(str(tmp_path), "keras_vit", "downloads"))  # nothing half-written
 
 
 def _tiny_model():

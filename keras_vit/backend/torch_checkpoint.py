@@ -1,0 +1,39 @@
+"""Reading PyTorch `.pth` / `.bin` checkpoints.
+
+Why torch here: these files are torch pickles, and only `torch.load` can read
+them. It is called with `weights_only=True`, which refuses to unpickle
+anything but tensors and plain containers, so a checkpoint cannot run code.
+torch is imported lazily, only when such a file is loaded.
+"""
+
+
+def load_torch_state_dict(path):
+    """Returns `{name: numpy array}` from a torch checkpoint, safely.
+
+    Nested checkpoints (`{"model": state_dict}` as in DETR/DeiT releases, or
+    `{"state_dict": ...}`) are unwrapped.
+    """
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError(
+            f"Reading {path} needs torch (pip install 'keras-vit[torch]'), or convert "
+            "it to .safetensors first."
+        ) from error
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"{path} does not hold a state dict (found {type(checkpoint).__name__})."
+        )
+    out = {}
+    for name, value in checkpoint.items():
+        if hasattr(value, "detach"):
+            value = value.detach().cpu()
+            if value.dtype == torch.bfloat16:
+                value = value.float()
+            out[name] = value.numpy()
+    return out

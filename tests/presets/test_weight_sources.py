@@ -1,0 +1,173 @@
+"""The whole from_preset weights path, on checkpoints written in each upstream format.
+
+The "download" is pointed at a local folder laid out like the Hugging Face hub
+(KERAS_VIT_HF_ENDPOINT=file://...), so every step runs (fetch, verify, convert,
+cache) without a network.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_vit import ViT
+from keras_vit.presets import download as download_lib
+from npz_fixtures import write_original_npz
+from reference_models import images
+from reference_models import max_abs_diff
+from reference_models import randomize
+
+timm = pytest.importorskip("timm")
+torch = pytest.importorskip("torch")
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
+
+TOLERANCE = 1e-4
+
+
+def _state_dict_numpy(model):
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    root = tmp_path / "hub"
+    monkeypatch.setenv("KERAS_VIT_HF_ENDPOINT", root.as_uri())
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    return root
+
+
+def _publish(hub, repo, filename, writer):
+    path = hub / repo / "resolve" / "main" / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer(str(path))
+    return path
+
+
+def test_preset_name_downloads_converts_and_caches(hub):
+    reference = randomize(timm.create_model("vit_tiny_patch16_224", pretrained=False), std=0.02)
+    published = _publish(
+        hub, "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "model.safetensors",
+        lambda p: safetensors_numpy.save_file(_state_dict_numpy(reference), p),
+    )
+    x, x_torch = images((1, 224, 224, 3))
+    with torch.no_grad():
+        expected = reference(x_torch)
+    model = ViT.from_preset("vit_ti16")
+    assert max_abs_diff(model(x), expected) <= TOLERANCE
+    published.unlink()  # the second call must need no "network"
+    again = ViT.from_preset("vit_ti16")
+    assert max_abs_diff(again(x), expected) <= TOLERANCE
+
+
+def test_higher_resolution_matches_timm_resampling(hub):
+    reference = randomize(timm.create_model("vit_tiny_patch16_224", pretrained=False), std=0.02)
+    state_dict = _state_dict_numpy(reference)
+    _publish(
+        hub, "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "model.safetensors",
+        lambda p: safetensors_numpy.save_file(state_dict, p),
+    )
+    big = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=384).eval()
+    filtered = timm.models.vision_transformer.checkpoint_filter_fn(
+        {k: torch.from_numpy(v) for k, v in state_dict.items()}, big
+    )
+    big.load_state_dict(filtered)
+    x, x_torch = images((1, 384, 384, 3), seed=2)
+    with torch.no_grad():
+        expected = big(x_torch)
+    model = ViT.from_preset("vit_ti16", image_size=384)
+    assert max_abs_diff(model(x), expected) <= TOLERANCE
+
+
+def _tiny_timm():
+    return randomize(
+        timm.models.vision_transformer.VisionTransformer(
+            img_size=30, patch_size=3, embed_dim=32, depth=2, num_heads=4, mlp_ratio=37 / 32, num_classes=5
+        )
+    )
+
+
+def test_local_pth_checkpoint(tmp_path):
+    reference = _tiny_timm()
+    path = str(tmp_path / "vit.pth")
+    torch.save({"model": reference.state_dict()}, path)  # DeiT-style nesting
+    model = ViT.from_preset(path, num_heads=4)
+    x, x_torch = images((2, 30, 30, 3))
+    with torch.no_grad():
+        expected = reference(x_torch)
+    assert max_abs_diff(model(x), expected) <= TOLERANCE
+
+
+def test_local_transformers_safetensors(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        image_size=30, patch_size=3, num_labels=5,
+    )
+    reference = randomize(transformers.ViTForImageClassification(config))
+    reference.save_pretrained(tmp_path)
+    model = ViT.from_preset(str(tmp_path / "model.safetensors"))
+    x, x_torch = images((2, 30, 30, 3))
+    with torch.no_grad():
+        expected = reference(pixel_values=x_torch).logits
+    assert max_abs_diff(model(x), expected) <= TOLERANCE
+
+
+def test_local_original_npz(tmp_path):
+
+    path = str(tmp_path / "ViT-tiny.npz")
+    write_original_npz(path)
+    reference = timm.models.vision_transformer.VisionTransformer(
+        img_size=30, patch_size=3, embed_dim=32, depth=2, num_heads=4, mlp_ratio=37 / 32, num_classes=5
+    )
+    timm.models.vision_transformer._load_weights(reference, path)
+    reference.eval()
+    model = ViT.from_preset(path, gelu_approximate=False)  # timm runs them with exact GELU
+    x, x_torch = images((2, 30, 30, 3))
+    with torch.no_grad():
+        expected = reference(x_torch)
+    assert max_abs_diff(model(x), expected) <= TOLERANCE
+    assert ViT.from_preset(path).backbone.gelu_approximate  # the original code's GELU
+
+
+def test_hf_scheme_with_timm_repo(hub):
+    reference = _tiny_timm()
+    repo = "someone/tiny-vit"
+    _publish(hub, repo, "model.safetensors", lambda p: safetensors_numpy.save_file(_state_dict_numpy(reference), p))
+    _publish(hub, repo, "config.json", lambda p: open(p, "w").write(json.dumps({"architecture": "vit_tiny", "num_classes": 5})))
+    model = ViT.from_preset(f"hf://{repo}", num_heads=4)
+    x, x_torch = images((2, 30, 30, 3))
+    with torch.no_grad():
+        expected = reference(x_torch)
+    assert max_abs_diff(model(x), expected) <= TOLERANCE
+
+
+def test_hash_mismatch_keeps_nothing(hub, tmp_path):
+    path = _publish(hub, "org/file", "model.safetensors", lambda p: open(p, "wb").write(b"not weights"))
+    with pytest.raises(ValueError, match="sha256"):
+        download_lib.download(path.as_uri(), filename="x.safetensors", sha256="0" * 64)
+    assert os.listdir(download_lib.downloads_dir()) == []
+    good = download_lib.download(path.as_uri(), filename="x.safetensors", sha256=download_lib.sha256_of(str(path)))
+    assert open(good, "rb").read() == b"not weights"
+
+
+def test_unsupported_file_type(tmp_path):
+    path = tmp_path / "weights.ckpt"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="Unknown preset"):
+        ViT.from_preset(str(path))
+
+
+def test_convert_command_writes_a_preset(tmp_path):
+    from keras_vit.cli import main
+
+    reference = _tiny_timm()
+    path = str(tmp_path / "vit.pth")
+    torch.save(reference.state_dict(), path)
+    output = str(tmp_path / "converted")
+    assert main(["convert", path, output, "--num-heads", "4"]) == 0
+    model = ViT.from_preset(output)
+    x, x_torch = images((2, 30, 30, 3))
+    with torch.no_grad():
+        expected = reference(x_torch)
+    assert max_abs_diff(model(x), expected) <= TOLERANCE
