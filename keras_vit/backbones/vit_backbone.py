@@ -2,9 +2,11 @@ import difflib
 
 import keras
 
+from keras_vit.layers.bottleneck_block import BottleneckBlock
 from keras_vit.layers.class_token import ClassToken
 from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
+from keras_vit.layers.resnet_stem import ResNetStem
 from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
 from keras_vit.utils.validation import check_image_batch
 from keras_vit.utils.validation import check_image_shape
@@ -23,7 +25,15 @@ class ViTBackbone(keras.Model):
     Any image shape whose height and width are multiples of the patch size
     works, square or not. Features are published by name for dense heads:
     `"block_{i}"` is the token sequence after block `i` (before the final norm),
-    `"encoder_norm"` the normalised output. `feature_extractor(names)` returns a
+    `"encoder_norm"` the normalised output; hybrid models add the CNN feature
+    maps `"stem"` (stride 4) and `"stage_{s}"` (`(B, H', W', C)`).
+
+    With `hybrid_layers` the patches are cut from a ResNet feature map instead
+    of the image (the paper's R50+ViT hybrid): a BiT stem (weight-standardised
+    7x7 conv, GroupNorm, max-pool; stride 4), then one stage of bottleneck
+    blocks per entry (256 * 2^s output channels, stride 2 from the second stage
+    on), then the patch embedding on that map. `(3, 4, 9)` is R50+ViT-B/16's
+    stride-16 layout (with `patch_size=1`); `()` keeps the stem alone. `feature_extractor(names)` returns a
     model that outputs them; `attention_maps(images)` also returns every
     block's attention probabilities.
 
@@ -43,6 +53,8 @@ class ViTBackbone(keras.Model):
         gelu_approximate: bool, tanh GELU (original JAX ViT) instead of exact.
         qkv_bias: bool.
         use_class_token: bool; without it pool with `"gap"`.
+        hybrid_layers: None for a plain ViT, or the number of bottleneck blocks
+            per ResNet stage, e.g. `(3, 4, 9)`.
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
 
     Call arguments:
@@ -74,11 +86,21 @@ class ViTBackbone(keras.Model):
         gelu_approximate=False,
         qkv_bias=True,
         use_class_token=True,
+        hybrid_layers=None,
         dtype=None,
         **kwargs,
     ):
         patch_size = check_pair("patch_size", patch_size)
-        image_shape = check_image_shape(image_shape, patch_size)
+        stem_stride = 1
+        if hybrid_layers is not None:
+            if not isinstance(hybrid_layers, (tuple, list)):
+                raise TypeError(
+                    "hybrid_layers must be None or a tuple of block counts such as "
+                    f"(3, 4, 9). Received: hybrid_layers={hybrid_layers!r}"
+                )
+            hybrid_layers = tuple(check_positive_int("hybrid_layers", n) for n in hybrid_layers)
+            stem_stride = 4 * 2 ** max(len(hybrid_layers) - 1, 0)
+        image_shape = check_image_shape(image_shape, patch_size, stem_stride)
         hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         num_layers = check_positive_int("num_layers", num_layers)
         num_heads = check_positive_int("num_heads", num_heads)
@@ -86,10 +108,26 @@ class ViTBackbone(keras.Model):
         dropout_rate = check_rate("dropout_rate", dropout_rate)
         attention_dropout_rate = check_rate("attention_dropout_rate", attention_dropout_rate)
         drop_path_rate = check_rate("drop_path_rate", drop_path_rate)
-        grid_size = (image_shape[0] // patch_size[0], image_shape[1] // patch_size[1])
+        grid_size = (
+            image_shape[0] // (patch_size[0] * stem_stride),
+            image_shape[1] // (patch_size[1] * stem_stride),
+        )
         num_prefix_tokens = 1 if use_class_token else 0
 
         # === Layers ===
+        cnn_layers = []  # (layer, name of the feature it ends, or None)
+        if hybrid_layers is not None:
+            cnn_layers.append((ResNetStem(dtype=dtype, name="stem"), "stem"))
+            for stage, depth in enumerate(hybrid_layers):
+                for index in range(depth):
+                    block = BottleneckBlock(
+                        256 * 2**stage,
+                        strides=2 if stage > 0 and index == 0 else 1,
+                        project=index == 0,
+                        dtype=dtype,
+                        name=f"stage_{stage}_block_{index}",
+                    )
+                    cnn_layers.append((block, f"stage_{stage}" if index == depth - 1 else None))
         patch_embedding = PatchEmbedding(
             hidden_dim, patch_size, dtype=dtype, name="patch_embedding"
         )
@@ -123,11 +161,16 @@ class ViTBackbone(keras.Model):
 
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
-        x = patch_embedding(inputs)
+        features = {}
+        x = inputs
+        for layer, feature in cnn_layers:
+            x = layer(x)
+            if feature is not None:
+                features[feature] = x
+        x = patch_embedding(x)
         if class_token is not None:
             x = class_token(x)
         x = embedding_dropout(position_embedding(x))
-        features = {}
         for block in blocks:
             x = block(x)
             features[block.name] = x
@@ -150,6 +193,9 @@ class ViTBackbone(keras.Model):
         self.gelu_approximate = gelu_approximate
         self.qkv_bias = qkv_bias
         self.use_class_token = use_class_token
+        self.hybrid_layers = hybrid_layers
+        self.stem_stride = stem_stride
+        self._embedding_layers = [layer.name for layer, _ in cnn_layers] + ["patch_embedding"]
         self.grid_size = grid_size
         self.num_prefix_tokens = num_prefix_tokens
         self._feature_tensors = features
@@ -205,7 +251,9 @@ class ViTBackbone(keras.Model):
             `"attention"`: `{"block_{i}": (B, H, N, N)}`, rows summing to one.
         """
         check_image_batch(images, self.image_shape, name="images")
-        x = self.get_layer("patch_embedding")(images)
+        x = images
+        for name in self._embedding_layers:
+            x = self.get_layer(name)(x)
         if self.use_class_token:
             x = self.get_layer("class_token")(x)
         x = self.get_layer("position_embedding")(x)
@@ -236,6 +284,7 @@ class ViTBackbone(keras.Model):
             "gelu_approximate": self.gelu_approximate,
             "qkv_bias": self.qkv_bias,
             "use_class_token": self.use_class_token,
+            "hybrid_layers": self.hybrid_layers,
         }
         return config
 

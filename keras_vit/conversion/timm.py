@@ -17,19 +17,43 @@ from keras_vit.conversion.common import linear
 from keras_vit.conversion.common import to_numpy
 
 
+_BACKBONE = "patch_embed.backbone"
+
+
+def _hybrid_layout(state_dict):
+    """(stem prefix, blocks per stage) of a timm hybrid, or (None, None)."""
+    if f"{_BACKBONE}.stem.conv.weight" in state_dict:
+        counts = {}
+        for key in state_dict:
+            if key.startswith(f"{_BACKBONE}.stages.") and ".blocks." in key:
+                parts = key.split(".")
+                stage, block = int(parts[3]), int(parts[5])
+                counts[stage] = max(counts.get(stage, 0), block + 1)
+        return f"{_BACKBONE}.stem", tuple(counts[s] for s in sorted(counts))
+    if f"{_BACKBONE}.conv.weight" in state_dict:  # stem only (R+ViT-Ti/16)
+        return _BACKBONE, ()
+    return None, None
+
+
 def vit_config_from_timm(state_dict, num_heads, image_size=None):
     """Backbone and classifier arguments read off a timm state dict.
 
     The head count is not recoverable from weight shapes, so it is passed in.
     `image_size` defaults to the square grid the position table holds.
+    Hybrid (ResNet + ViT) checkpoints are recognised by their `patch_embed.backbone`.
     """
     patch = to_numpy(state_dict["patch_embed.proj.weight"])
     hidden_dim, channels, patch_h, patch_w = patch.shape
+    stem, hybrid_layers = _hybrid_layout(state_dict)
+    stem_stride = 1
+    if stem is not None:
+        channels = to_numpy(state_dict[f"{stem}.conv.weight"]).shape[1]
+        stem_stride = 4 * 2 ** max(len(hybrid_layers) - 1, 0)
     num_layers = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("blocks."))
     mlp_dim = to_numpy(state_dict["blocks.0.mlp.fc1.weight"]).shape[0]
     use_class_token = "cls_token" in state_dict
     tokens = to_numpy(state_dict["pos_embed"]).shape[1] - int(use_class_token)
-    image_size = image_size_for(image_size, tokens, (patch_h, patch_w))
+    image_size = image_size_for(image_size, tokens, (patch_h * stem_stride, patch_w * stem_stride))
     backbone = {
         "image_shape": (image_size[0], image_size[1], channels),
         "patch_size": (patch_h, patch_w),
@@ -42,6 +66,7 @@ def vit_config_from_timm(state_dict, num_heads, image_size=None):
         "qkv_bias": "blocks.0.attn.qkv.bias" in state_dict,
         "use_class_token": use_class_token,
         "layer_scale_init": 1e-5 if "blocks.0.ls1.gamma" in state_dict else None,
+        "hybrid_layers": hybrid_layers,
     }
     head = state_dict.get("head.weight")
     classifier = {
@@ -50,6 +75,33 @@ def vit_config_from_timm(state_dict, num_heads, image_size=None):
         "representation_size": None,
     }
     return {"backbone": backbone, "classifier": classifier}
+
+
+def _group_norm(layer, state_dict, prefix):
+    assign(layer.gamma, state_dict[f"{prefix}.weight"], f"{prefix}.weight")
+    assign(layer.beta, state_dict[f"{prefix}.bias"], f"{prefix}.bias")
+
+
+def _load_hybrid(backbone, state_dict):
+    stem_prefix, layout = _hybrid_layout(state_dict)
+    if layout != backbone.hybrid_layers:
+        raise ValueError(
+            f"The checkpoint's ResNet has blocks per stage {layout}, the model "
+            f"{backbone.hybrid_layers}. Build it with hybrid_layers={layout}."
+        )
+    stem = backbone.get_layer("stem")
+    conv2d(stem.conv, state_dict, f"{stem_prefix}.conv")
+    _group_norm(stem.norm, state_dict, f"{stem_prefix}.norm")
+    for stage, depth in enumerate(layout):
+        for index in range(depth):
+            block = backbone.get_layer(f"stage_{stage}_block_{index}")
+            prefix = f"{_BACKBONE}.stages.{stage}.blocks.{index}"
+            for i in (1, 2, 3):
+                conv2d(getattr(block, f"conv{i}"), state_dict, f"{prefix}.conv{i}")
+                _group_norm(getattr(block, f"norm{i}"), state_dict, f"{prefix}.norm{i}")
+            if block.project:
+                conv2d(block.downsample_conv, state_dict, f"{prefix}.downsample.conv")
+                _group_norm(block.downsample_norm, state_dict, f"{prefix}.downsample.norm")
 
 
 def load_timm_state_dict(model, state_dict):
@@ -66,6 +118,8 @@ def load_timm_state_dict(model, state_dict):
             "fc_norm=False or global_pool='token'."
         )
     backbone = model.backbone
+    if backbone.hybrid_layers is not None:
+        _load_hybrid(backbone, state_dict)
     conv2d(backbone.get_layer("patch_embedding").projection, state_dict, "patch_embed.proj")
     if backbone.use_class_token:
         assign(backbone.get_layer("class_token").token, state_dict["cls_token"], "cls_token")

@@ -1,3 +1,4 @@
+from keras_vit.layers.bottleneck_block import BottleneckBlock
 from keras_vit.layers.class_token import ClassToken
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
@@ -5,16 +6,21 @@ from keras_vit.layers.layer_scale import LayerScale
 from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
 from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
+from keras_vit.layers.resnet_stem import ResNetStem
+from keras_vit.layers.std_conv2d import StdConv2D
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
+    "BottleneckBlock",
     "ClassToken",
     "DropPath",
     "LayerScale",
     "MultiHeadSelfAttention",
     "PatchEmbedding",
     "PositionEmbedding",
+    "ResNetStem",
+    "StdConv2D",
     "TokenPooling",
     "TransformerEncoderBlock",
     "ViTImagePreprocessor",

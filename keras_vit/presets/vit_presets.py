@@ -126,4 +126,25 @@ VIT_PRESETS = {
         "DeiT-B/16, ImageNet-1k from scratch at 224 (81.8% top-1).",
         preprocessing="imagenet",
     ),
+    # Hybrids (ViT paper section 3.1): patches cut from a BiT ResNet feature map.
+    "r50_vit_b16": _preset(
+        "B", 1, 384,
+        "timm/vit_base_r50_s16_384.orig_in21k_ft_in1k",
+        "R50+ViT-B/16 hybrid: ResNet-50 stages (3, 4, 9) to stride 16, then ViT-B; "
+        "ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 384 (original release).",
+        backbone={"hybrid_layers": (3, 4, 9)},
+    ),
+    "r26_vit_s32": _preset(
+        "S", 1, 224,
+        "timm/vit_small_r26_s32_224.augreg_in21k_ft_in1k",
+        "R26+ViT-S/32 hybrid: ResNet-26 stages (2, 2, 2, 2) to stride 32, then ViT-S (AugReg).",
+        backbone={"hybrid_layers": (2, 2, 2, 2)},
+    ),
+    "r_vit_ti16": _preset(
+        "Ti", 8, 224,
+        "timm/vit_tiny_r_s16_p8_224.augreg_in21k_ft_in1k",
+        "R+ViT-Ti/16 hybrid: the ResNet stem alone (stride 4) and 8x8 patches, a 7x7 "
+        "grid at 224 (AugReg).",
+        backbone={"hybrid_layers": ()},
+    ),
 }

@@ -35,8 +35,9 @@ def check_pair(name, value):
     return tuple(check_positive_int(name, v) for v in value)
 
 
-def check_image_shape(image_shape, patch_size):
-    """`image_shape` is `(H, W, C)` with H and W divisible by the patch size."""
+def check_image_shape(image_shape, patch_size, stem_stride=1):
+    """`image_shape` is `(H, W, C)` with H and W divisible by the patch size
+    (times the stride of a hybrid CNN stem, if any)."""
     if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
         raise ValueError(
             "image_shape must be (height, width, channels), channels last. "
@@ -44,11 +45,13 @@ def check_image_shape(image_shape, patch_size):
         )
     image_shape = tuple(check_positive_int("image_shape", v) for v in image_shape)
     height, width, _ = image_shape
-    if height % patch_size[0] or width % patch_size[1]:
+    step = (patch_size[0] * stem_stride, patch_size[1] * stem_stride)
+    if height % step[0] or width % step[1]:
+        stem = f" times the CNN stem's stride {stem_stride}" if stem_stride > 1 else ""
         raise ValueError(
-            f"image_shape must be divisible by patch_size={patch_size}. Received: "
+            f"image_shape must be divisible by patch_size={patch_size}{stem}. Received: "
             f"image_shape={image_shape}. Use a height that is a multiple of "
-            f"{patch_size[0]} and a width that is a multiple of {patch_size[1]}, "
+            f"{step[0]} and a width that is a multiple of {step[1]}, "
             "or resize the images first."
         )
     return image_shape

@@ -27,8 +27,11 @@ TIMM_NAMES = {
     "deit_ti16": "deit_tiny_patch16_224",
     "deit_s16": "deit_small_patch16_224",
     "deit_b16": "deit_base_patch16_224",
+    "r50_vit_b16": "vit_base_r50_s16_384",
+    "r26_vit_s32": "vit_small_r26_s32_224",
+    "r_vit_ti16": "vit_tiny_r_s16_p8_224",
 }
-LARGE = {"vit_l16", "vit_l32", "vit_h14"}
+LARGE = {"vit_l16", "vit_l32", "vit_h14", "r50_vit_b16"}
 
 
 def _timm_count(name):

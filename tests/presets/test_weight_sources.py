@@ -44,19 +44,25 @@ def _publish(hub, repo, filename, writer):
     return path
 
 
-def test_preset_name_downloads_converts_and_caches(hub):
-    reference = randomize(timm.create_model("vit_tiny_patch16_224", pretrained=False), std=0.02)
+@pytest.mark.parametrize(
+    "preset, timm_name",
+    [("vit_ti16", "vit_tiny_patch16_224"), ("r_vit_ti16", "vit_tiny_r_s16_p8_224")],
+)
+def test_preset_name_downloads_converts_and_caches(hub, preset, timm_name):
+    from keras_vit.presets import VIT_PRESETS
+
+    reference = randomize(timm.create_model(timm_name, pretrained=False), std=0.02)
     published = _publish(
-        hub, "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "model.safetensors",
+        hub, VIT_PRESETS[preset]["source"], "model.safetensors",
         lambda p: safetensors_numpy.save_file(_state_dict_numpy(reference), p),
     )
     x, x_torch = images((1, 224, 224, 3))
     with torch.no_grad():
         expected = reference(x_torch)
-    model = ViT.from_preset("vit_ti16")
+    model = ViT.from_preset(preset)
     assert max_abs_diff(model(x), expected) <= TOLERANCE
     published.unlink()  # the second call must need no "network"
-    again = ViT.from_preset("vit_ti16")
+    again = ViT.from_preset(preset)
     assert max_abs_diff(again(x), expected) <= TOLERANCE
 
 
