@@ -27,6 +27,19 @@ def load_npz(path):
         return {key: data[key] for key in data.files}
 
 
+def _hybrid_layout(arrays):
+    """Blocks per ResNet stage of a hybrid checkpoint, `()` for a stem alone, or None."""
+    if "conv_root/kernel" not in arrays:
+        return None
+    counts = {}
+    for key in arrays:
+        if key.startswith("block") and "/unit" in key:
+            stage, unit = key.split("/")[:2]
+            stage = int(stage[len("block"):])
+            counts[stage] = max(counts.get(stage, 0), int(unit[len("unit"):]))
+    return tuple(counts[s] for s in sorted(counts))
+
+
 def vit_config_from_npz(arrays, image_size=None):
     """Backbone and classifier arguments read off an original-format checkpoint.
 
@@ -38,6 +51,11 @@ def vit_config_from_npz(arrays, image_size=None):
             "(keys under 'params/') are not supported yet."
         )
     patch_h, patch_w, channels, hidden_dim = arrays["embedding/kernel"].shape
+    hybrid_layers = _hybrid_layout(arrays)
+    stem_stride = 1
+    if hybrid_layers is not None:
+        channels = arrays["conv_root/kernel"].shape[2]
+        stem_stride = 4 * 2 ** max(len(hybrid_layers) - 1, 0)
     num_layers = 1 + max(
         int(k.split("/")[1].split("_")[-1]) for k in arrays if k.startswith("Transformer/encoderblock_")
     )
@@ -45,7 +63,7 @@ def vit_config_from_npz(arrays, image_size=None):
     mlp_dim = arrays[f"{_BLOCK.format(0)}/MlpBlock_3/Dense_0/kernel"].shape[1]
     use_class_token = "cls" in arrays
     tokens = arrays["Transformer/posembed_input/pos_embedding"].shape[1] - int(use_class_token)
-    image_size = image_size_for(image_size, tokens, (patch_h, patch_w))
+    image_size = image_size_for(image_size, tokens, (patch_h * stem_stride, patch_w * stem_stride))
     backbone = {
         "image_shape": (image_size[0], image_size[1], channels),
         "patch_size": (patch_h, patch_w),
@@ -56,6 +74,7 @@ def vit_config_from_npz(arrays, image_size=None):
         "layer_norm_epsilon": 1e-6,
         "gelu_approximate": True,
         "use_class_token": use_class_token,
+        "hybrid_layers": hybrid_layers,
     }
     classifier = {
         "num_classes": arrays["head/kernel"].shape[1] if "head/kernel" in arrays else 0,
@@ -78,10 +97,44 @@ def _norm(layer, arrays, prefix):
     assign(layer.beta, np.reshape(arrays[f"{prefix}/bias"], (-1,)), f"{prefix}/bias")
 
 
+def _load_hybrid(backbone, arrays):
+    """The BiT ResNet: `conv_root`, `gn_root`, `block{s}/unit{u}/{conv,gn}{1,2,3}`
+    and `conv_proj` / `gn_proj` (1-based stage and unit numbers)."""
+    layout = _hybrid_layout(arrays)
+    if layout != backbone.hybrid_layers:
+        raise ValueError(
+            f"The checkpoint's ResNet has blocks per stage {layout}, the model "
+            f"{backbone.hybrid_layers}. Build it with hybrid_layers={layout}."
+        )
+    stem = backbone.get_layer("stem")
+    assign(stem.conv.kernel, arrays["conv_root/kernel"], "conv_root/kernel")
+    _norm(stem.norm, arrays, "gn_root")
+    for stage, depth in enumerate(layout):
+        for index in range(depth):
+            block = backbone.get_layer(f"stage_{stage}_block_{index}")
+            prefix = f"block{stage + 1}/unit{index + 1}"
+            for i in (1, 2, 3):
+                key = f"{prefix}/conv{i}/kernel"
+                assign(getattr(block, f"conv{i}").kernel, arrays[key], key)
+                _norm(getattr(block, f"norm{i}"), arrays, f"{prefix}/gn{i}")
+            if block.project:
+                key = f"{prefix}/conv_proj/kernel"
+                assign(block.downsample_conv.kernel, arrays[key], key)
+                _norm(block.downsample_norm, arrays, f"{prefix}/gn_proj")
+
+
 def load_npz_weights(model, arrays):
-    """Copies original-format arrays into a `keras_vit.ViT` of the same sizes."""
+    """Copies original-format arrays into a `keras_vit.ViT` of the same sizes.
+
+    Hybrid checkpoints load into keras_vit's weight-standardised convolutions
+    (epsilon 1e-8 inside the square root, as timm); the original JAX code adds
+    1e-5 to the standard deviation instead, a relative difference of about
+    1e-5 / std(kernel).
+    """
     arrays = TrackedDict(arrays)
     backbone = model.backbone
+    if backbone.hybrid_layers is not None:
+        _load_hybrid(backbone, arrays)
     projection = backbone.get_layer("patch_embedding").projection
     assign(projection.kernel, arrays["embedding/kernel"], "embedding/kernel")
     assign(projection.bias, arrays["embedding/bias"], "embedding/bias")

@@ -11,6 +11,7 @@
 """
 
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.error
@@ -78,7 +79,10 @@ def download(url, filename=None, sha256=None, progress=True):
                     done += len(chunk)
                     if bar is not None:
                         bar.update(done)
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
+            if total is not None and done != total:
+                # read(n) returns short data, not an error, when the peer hangs up.
+                raise ConnectionError(f"connection closed after {done} of {total} bytes")
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as error:
         if os.path.exists(partial):
             os.remove(partial)
         raise ConnectionError(

@@ -63,3 +63,30 @@ def test_mismatch_names_the_key(tmp_path):
     config["classifier"]["num_classes"] = 7
     with pytest.raises(ValueError, match="head/kernel"):
         load_npz_weights(keras_model(config), arrays)
+
+
+def test_hybrid_npz_matches_timm_npz_loader(tmp_path):
+    from functools import partial
+
+    from timm.layers import HybridEmbed
+    from timm.models.vision_transformer_hybrid import _resnetv2
+
+    path = str(tmp_path / "R50-tiny.npz")
+    write_original_npz(path, hybrid_layers=(1, 2), grid=6)  # 48 px / stride 8
+    reference = timm.models.vision_transformer.VisionTransformer(
+        img_size=48, patch_size=1, embed_dim=D, depth=LAYERS, num_heads=HEADS,
+        mlp_ratio=MLP / D, num_classes=CLASSES,
+        embed_layer=partial(HybridEmbed, backbone=_resnetv2(layers=(1, 2))),
+    )
+    timm.models.vision_transformer._load_weights(reference, path)
+    reference.eval()
+    arrays = load_npz(path)
+    config = vit_config_from_npz(arrays)
+    assert config["backbone"]["hybrid_layers"] == (1, 2)
+    assert config["backbone"]["image_shape"] == (48, 48, 3)
+    config["backbone"]["gelu_approximate"] = False
+    model = load_npz_weights(keras_model(config), arrays)
+    x, x_torch = images((2, 48, 48, 3))
+    with torch.no_grad():
+        expected = reference(x_torch)
+    assert max_abs_diff(model(x), expected) <= 1e-4

@@ -177,3 +177,34 @@ def test_convert_command_writes_a_preset(tmp_path):
     with torch.no_grad():
         expected = reference(x_torch)
     assert max_abs_diff(model(x), expected) <= TOLERANCE
+
+
+def test_interrupted_download_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A loopback server that promises 1 MB and hangs up after 1 kB."""
+    import http.server
+    import threading
+
+    class Truncating(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            self.wfile.write(b"\0" * 1024)
+            self.wfile.flush()
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    server = http.server.HTTPServer(("127.0.0.1", 0), Truncating)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/model.safetensors"
+    try:
+        with pytest.raises(ConnectionError, match="Could not download"):
+            download_lib.download(url, filename="model.safetensors", progress=False)
+    finally:
+        thread.join(timeout=10)
+        server.server_close()
+    assert os.listdir(download_lib.downloads_dir()) == []
