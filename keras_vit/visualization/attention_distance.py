@@ -61,6 +61,7 @@ def plot_mean_attention_distance(distances):
     layers, heads = distances.shape
     for head in range(heads):
         ax.scatter(np.arange(1, layers + 1), distances[:, head], s=10, label=f"head {head + 1}")
+    ax.set_xticks(np.arange(1, layers + 1))
     ax.set_xlabel("network depth (layer)")
     ax.set_ylabel("mean attention distance (pixels)")
     ax.set_title("Size of attended area by head and depth")

@@ -32,6 +32,12 @@ def test_smoke_run_writes_everything(tmp_path):
         assert json.load(f)["test_accuracy"] == results["test_accuracy"]
     model = keras_vit.ViT.from_preset(os.path.join(output, "preset"))
     assert model.backbone.image_shape == (16, 16, 1)
+    # The Figure 7 recipe runs on any saved preset.
+    from recipes import figure7
+
+    paths = figure7.run(os.path.join(output, "preset"), str(tmp_path / "figure7"), count=4)
+    assert sorted(paths) == ["distance", "filters", "positions", "rollout"]
+    assert all(os.path.getsize(p) > 1000 for p in paths.values())
 
 
 def test_bad_dataset_name():
