@@ -208,3 +208,24 @@ def test_interrupted_download_leaves_nothing_behind(tmp_path, monkeypatch):
         thread.join(timeout=10)
         server.server_close()
     assert os.listdir(download_lib.downloads_dir()) == []
+
+
+def test_hf_scheme_with_transformers_repo(hub, tmp_path):
+    """A transformers repo (config.json + model.safetensors, 4.x names) via hf://."""
+    import shutil
+
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        image_size=30, patch_size=3, num_labels=5,
+    )
+    reference = randomize(transformers.ViTForImageClassification(config))
+    saved = tmp_path / "saved"
+    reference.save_pretrained(saved)
+    for name in ("model.safetensors", "config.json"):
+        _publish(hub, "google/vit-tiny-test", name, lambda p, n=name: shutil.copyfile(saved / n, p))
+    model = ViT.from_preset("hf://google/vit-tiny-test")
+    x, x_torch = images((2, 30, 30, 3))
+    with torch.no_grad():
+        expected = reference(pixel_values=x_torch).logits
+    assert max_abs_diff(model(x), expected) <= TOLERANCE
