@@ -1,3 +1,4 @@
+from keras_vit.backbones.resnet_backbone import ResNetBackbone
 from keras_vit.backbones.vit_backbone import ViTBackbone
 
-__all__ = ["ViTBackbone"]
+__all__ = ["ResNetBackbone", "ViTBackbone"]

@@ -7,6 +7,7 @@ from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
 from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.resnet_stem import ResNetStem
+from keras_vit.layers.sine_position_encoding import SinePositionEncoding
 from keras_vit.layers.std_conv2d import StdConv2D
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
@@ -20,6 +21,7 @@ __all__ = [
     "PatchEmbedding",
     "PositionEmbedding",
     "ResNetStem",
+    "SinePositionEncoding",
     "StdConv2D",
     "TokenPooling",
     "TransformerEncoderBlock",

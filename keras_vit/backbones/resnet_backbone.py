@@ -1,0 +1,145 @@
+import keras
+
+from keras_vit.utils.validation import check_positive_int
+
+# Blocks per stage (torchvision / DETR).
+RESNET_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+
+
+def _batch_norm(name, dtype):
+    # DETR freezes every BatchNorm (torchvision's FrozenBatchNorm2d, eps 1e-5):
+    # a non-trainable Keras BatchNormalization always runs in inference mode,
+    # y = (x - moving_mean) / sqrt(moving_var + 1e-5) * gamma + beta.
+    layer = keras.layers.BatchNormalization(epsilon=1e-5, dtype=dtype, name=name)
+    layer.trainable = False
+    return layer
+
+
+def _conv(filters, kernel, strides, dilation, name, dtype):
+    """A bias-free conv with torch's symmetric padding made explicit."""
+    pad = dilation * (kernel - 1) // 2
+    layers = []
+    if pad:
+        layers.append(keras.layers.ZeroPadding2D(pad, dtype=dtype, name=f"{name}_pad"))
+    layers.append(
+        keras.layers.Conv2D(
+            filters, kernel, strides=strides, dilation_rate=dilation, padding="valid",
+            use_bias=False, dtype=dtype, name=name,
+        )
+    )
+    return layers
+
+
+def _apply(layers, x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class ResNetBackbone(keras.Model):
+    """ResNet-50/101 in torchvision's layout, as DETR uses it.
+
+    ResNet v1.5 (the stride sits on each bottleneck's 3x3 conv), BatchNorm
+    frozen with epsilon 1e-5, and torch's symmetric padding written out with
+    `ZeroPadding2D` + "valid" convolutions (Keras's "same" would put the extra
+    pixel on the bottom/right only). With `dilate_last_stage=True` (DETR's
+    DC5 variants) the last stage keeps stride 16 and dilates its 3x3 convs by
+    2 (its first block keeps dilation 1, as torchvision does).
+
+    Features are published by name: `"stem"` (stride 4), `"stage_1"` ..
+    `"stage_4"` (C2..C5: 256, 512, 1024, 2048 channels at strides 4, 8, 16,
+    32, or 16 for the last with dilation). The model's output is `"stage_4"`.
+
+    Args:
+        depth: 50 or 101.
+        image_shape: `(H, W, C)`; `(None, None, 3)` accepts any size.
+        dilate_last_stage: bool, the DC5 variant.
+        dtype: dtype policy.
+
+    Call arguments:
+        images: `(B, H, W, C)` normalised with the ImageNet mean/std.
+
+    Returns:
+        `(B, ceil(H/32), ceil(W/32), 2048)` (stride 16 with dilation).
+    """
+
+    def __init__(
+        self, depth=50, image_shape=(None, None, 3), dilate_last_stage=False, dtype=None, **kwargs
+    ):
+        if depth not in RESNET_DEPTHS:
+            raise ValueError(
+                f"depth must be one of {sorted(RESNET_DEPTHS)}. Received: depth={depth!r}"
+            )
+        if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
+            raise ValueError(
+                f"image_shape must be (height, width, channels). Received: image_shape={image_shape!r}"
+            )
+        check_positive_int("image_shape[-1]", image_shape[-1])
+
+        inputs = keras.Input(shape=tuple(image_shape), name="images")
+        x = _apply(_conv(64, 7, 2, 1, "conv1", dtype), inputs)
+        x = keras.activations.relu(_batch_norm("bn1", dtype)(x))
+        x = keras.layers.ZeroPadding2D(1, dtype=dtype, name="pool_pad")(x)
+        # Zero padding is exact for the max-pool: its inputs are >= 0 after ReLU.
+        x = keras.layers.MaxPooling2D(3, strides=2, dtype=dtype, name="pool")(x)
+        features = {"stem": x}
+        dilation = 1
+        for stage, blocks in enumerate(RESNET_DEPTHS[depth], start=1):
+            width = 64 * 2 ** (stage - 1)
+            strides = 1 if stage == 1 else 2
+            previous_dilation = dilation
+            if stage == 4 and dilate_last_stage:
+                dilation, strides = dilation * strides, 1
+            for index in range(blocks):
+                name = f"layer{stage}_{index}"
+                block_strides = strides if index == 0 else 1
+                block_dilation = previous_dilation if index == 0 else dilation
+                shortcut = x
+                if index == 0:
+                    shortcut = _apply(_conv(4 * width, 1, block_strides, 1, f"{name}_downsample", dtype), x)
+                    shortcut = _batch_norm(f"{name}_downsample_bn", dtype)(shortcut)
+                y = _apply(_conv(width, 1, 1, 1, f"{name}_conv1", dtype), x)
+                y = keras.activations.relu(_batch_norm(f"{name}_bn1", dtype)(y))
+                y = _apply(_conv(width, 3, block_strides, block_dilation, f"{name}_conv2", dtype), y)
+                y = keras.activations.relu(_batch_norm(f"{name}_bn2", dtype)(y))
+                y = _apply(_conv(4 * width, 1, 1, 1, f"{name}_conv3", dtype), y)
+                y = _batch_norm(f"{name}_bn3", dtype)(y)
+                x = keras.activations.relu(y + shortcut)
+            features[f"stage_{stage}"] = x
+        super().__init__(inputs=inputs, outputs=x, dtype=dtype, **kwargs)
+        self.depth = depth
+        self.image_shape = tuple(image_shape)
+        self.dilate_last_stage = bool(dilate_last_stage)
+        self._feature_tensors = features
+
+    @property
+    def feature_names(self):
+        return list(self._feature_tensors)
+
+    def feature_extractor(self, names=None):
+        """A model mapping images to `{name: feature map}` (see `feature_names`)."""
+        names = self.feature_names if names is None else list(names)
+        unknown = [n for n in names if n not in self._feature_tensors]
+        if unknown:
+            raise ValueError(f"Unknown feature names {unknown}. Available: {self.feature_names}")
+        return keras.Model(
+            self.inputs[0], {n: self._feature_tensors[n] for n in names}, name=f"{self.name}_features"
+        )
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "depth": self.depth,
+            "image_shape": self.image_shape,
+            "dilate_last_stage": self.dilate_last_stage,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
