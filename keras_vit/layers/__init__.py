@@ -1,5 +1,8 @@
 from keras_vit.layers.bottleneck_block import BottleneckBlock
 from keras_vit.layers.class_token import ClassToken
+from keras_vit.layers.detr_attention import DETRAttention
+from keras_vit.layers.detr_transformer_layers import DETRDecoderLayer
+from keras_vit.layers.detr_transformer_layers import DETREncoderLayer
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
 from keras_vit.layers.layer_scale import LayerScale
@@ -15,6 +18,9 @@ from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
 __all__ = [
     "BottleneckBlock",
     "ClassToken",
+    "DETRAttention",
+    "DETRDecoderLayer",
+    "DETREncoderLayer",
     "DropPath",
     "LayerScale",
     "MultiHeadSelfAttention",
