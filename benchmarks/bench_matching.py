@@ -8,11 +8,11 @@ where the backend compiles.
 """
 
 import json
-import time
 
 import keras
 import numpy as np
 
+from bench_vit import _best_time  # same folder: benchmarks/ is on sys.path when run as a script
 from keras_vit.ops.linear_assignment import linear_sum_assignment_host
 from keras_vit.ops.linear_assignment import linear_sum_assignment_ops
 
@@ -31,13 +31,8 @@ def compiled_ops():
 
 
 def best_ms(fn, repeats=5):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
+    best, _ = _best_time(fn, repeats, warmup=1)
+    return 1000 * best
 
 
 def main():

@@ -1,5 +1,7 @@
 import keras
 
+from keras_vit.utils.serialization import with_dtype_policy
+from keras_vit.utils.validation import check_feature_names
 from keras_vit.utils.validation import check_positive_int
 
 # Blocks per stage (torchvision / DETR).
@@ -119,10 +121,7 @@ class ResNetBackbone(keras.Model):
 
     def feature_extractor(self, names=None):
         """A model mapping images to `{name: feature map}` (see `feature_names`)."""
-        names = self.feature_names if names is None else list(names)
-        unknown = [n for n in names if n not in self._feature_tensors]
-        if unknown:
-            raise ValueError(f"Unknown feature names {unknown}. Available: {self.feature_names}")
+        names = self.feature_names if names is None else check_feature_names(names, self.feature_names)
         return keras.Model(
             self.inputs[0], {n: self._feature_tensors[n] for n in names}, name=f"{self.name}_features"
         )
@@ -139,7 +138,4 @@ class ResNetBackbone(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        return cls(**with_dtype_policy(config))

@@ -1,5 +1,3 @@
-import difflib
-
 import keras
 
 from keras_vit.layers.bottleneck_block import BottleneckBlock
@@ -8,6 +6,8 @@ from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.resnet_stem import ResNetStem
 from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
+from keras_vit.utils.serialization import with_dtype_policy
+from keras_vit.utils.validation import check_feature_names
 from keras_vit.utils.validation import check_image_batch
 from keras_vit.utils.validation import check_image_shape
 from keras_vit.utils.validation import check_pair
@@ -209,19 +209,6 @@ class ViTBackbone(keras.Model):
         check_image_batch(inputs, self.image_shape, name="images")
         return super().__call__(inputs, *args, **kwargs)
 
-    def _check_feature_names(self, names):
-        if isinstance(names, str):
-            names = [names]
-        for name in names:
-            if name not in self._feature_tensors:
-                close = difflib.get_close_matches(str(name), self.feature_names, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(
-                    f"Unknown feature name {name!r}.{hint} Available: "
-                    f"{self.feature_names}"
-                )
-        return list(names)
-
     def feature_extractor(self, names=None):
         """A model mapping images to a dict of the named features.
 
@@ -232,7 +219,7 @@ class ViTBackbone(keras.Model):
             `keras.Model` whose output is `{name: (B, P + h*w, D)}`; it shares
             this backbone's weights.
         """
-        names = self.feature_names if names is None else self._check_feature_names(names)
+        names = self.feature_names if names is None else check_feature_names(names, self.feature_names)
         outputs = {name: self._feature_tensors[name] for name in names}
         return keras.Model(self.inputs[0], outputs, name=f"{self.name}_features")
 
@@ -290,10 +277,7 @@ class ViTBackbone(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        return cls(**with_dtype_policy(config))
 
     @classmethod
     def from_preset(cls, preset, image_size=None, load_weights=True, **overrides):

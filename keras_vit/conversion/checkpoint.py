@@ -22,11 +22,12 @@ from keras_vit.conversion.timm import load_timm_state_dict
 from keras_vit.conversion.timm import vit_config_from_timm
 from keras_vit.conversion.transformers import load_transformers_state_dict
 from keras_vit.conversion.transformers import vit_config_from_transformers
+from keras_vit.presets.vit_presets import VARIANTS
 
 CHECKPOINT_EXTENSIONS = (".npz", ".safetensors", ".pth", ".bin")
 
 # Head count by width for the standard variants (timm files do not store it).
-_HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
+_HEADS_BY_WIDTH = {width: heads for width, _, _, heads in VARIANTS.values()}
 
 
 def read_checkpoint(path):

@@ -2,6 +2,7 @@ import keras
 
 from keras_vit.backbones.vit_backbone import ViTBackbone
 from keras_vit.layers.token_pooling import TokenPooling
+from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_image_batch
 from keras_vit.utils.validation import check_rate
 
@@ -151,12 +152,10 @@ class ViT(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = with_dtype_policy(config)
         for key in ("backbone", "preprocessor"):
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
 
     @classmethod

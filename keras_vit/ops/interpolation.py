@@ -19,8 +19,6 @@ Conventions reproduced (each checked against torch in the tests):
   `resample_abs_pos_embed`.
 """
 
-import math
-
 import numpy as np
 
 INTERPOLATION_METHODS = ("bilinear", "bicubic")
@@ -193,14 +191,3 @@ def resize_position_embedding(
     grid = grid.reshape(1, target_h * target_w, -1)
     out = np.concatenate([prefix, grid], axis=1)
     return out[0] if squeeze else out
-
-
-def grid_size_for(num_tokens):
-    """Side of the square grid holding `num_tokens` tokens, or raises."""
-    side = int(round(math.sqrt(num_tokens)))
-    if side * side != num_tokens:
-        raise ValueError(
-            f"Cannot infer a square patch grid from {num_tokens} tokens; "
-            "pass the grid size explicitly."
-        )
-    return side

@@ -13,7 +13,6 @@
 import hashlib
 import http.client
 import os
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -100,13 +99,4 @@ def download(url, filename=None, sha256=None, progress=True):
                 "It was deleted; retry, or check the source."
             )
     os.replace(partial, target)  # atomic: only complete, verified files get the final name
-    return target
-
-
-def copy_into_cache(path, filename):
-    """Copies a local file into the download cache (atomically)."""
-    os.makedirs(downloads_dir(), exist_ok=True)
-    target = os.path.join(downloads_dir(), filename)
-    shutil.copyfile(path, target + ".part")
-    os.replace(target + ".part", target)
     return target

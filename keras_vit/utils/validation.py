@@ -4,6 +4,7 @@ Each check raises a `ValueError` or `TypeError` that names the argument, the val
 received and what to pass instead.
 """
 
+import difflib
 import numbers
 
 
@@ -88,3 +89,15 @@ def check_image_batch(images, image_shape, name="images"):
             "does it) or build the model with image_size="
             f"({shape[1]}, {shape[2]}) to resize the position embeddings."
         )
+
+
+def check_feature_names(names, available):
+    """`names` (a name or a list) as a list, or a ValueError naming the closest one."""
+    if isinstance(names, str):
+        names = [names]
+    for name in names:
+        if name not in available:
+            close = difflib.get_close_matches(str(name), list(available), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"Unknown feature name {name!r}.{hint} Available: {list(available)}")
+    return list(names)
