@@ -8,6 +8,21 @@ from keras_vit.utils.validation import check_positive_int
 RESNET_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
+def _stage_blocks(depth):
+    if isinstance(depth, int) and depth in RESNET_DEPTHS:
+        return RESNET_DEPTHS[depth]
+    if (
+        isinstance(depth, (tuple, list))
+        and len(depth) == 4
+        and all(isinstance(b, int) and b > 0 for b in depth)
+    ):
+        return tuple(depth)
+    raise ValueError(
+        f"depth must be one of {sorted(RESNET_DEPTHS)} or four positive per-stage block counts. "
+        f"Received: depth={depth!r}"
+    )
+
+
 def _batch_norm(name, dtype):
     # DETR freezes every BatchNorm (torchvision's FrozenBatchNorm2d, eps 1e-5):
     # a non-trainable Keras BatchNormalization always runs in inference mode,
@@ -54,9 +69,13 @@ class ResNetBackbone(keras.Model):
     32, or 16 for the last with dilation). The model's output is `"stage_4"`.
 
     Args:
-        depth: 50 or 101.
+        depth: 50 or 101, or four per-stage block counts (e.g. `(1, 1, 1, 1)`
+            for a tiny test network).
         image_shape: `(H, W, C)`; `(None, None, 3)` accepts any size.
         dilate_last_stage: bool, the DC5 variant.
+        stem_filters: int, channels of the 7x7 stem (64).
+        stage_filters: four ints, each stage's output channels (256, 512,
+            1024, 2048); the bottleneck width is a quarter of them.
         dtype: dtype policy.
 
     Call arguments:
@@ -67,11 +86,25 @@ class ResNetBackbone(keras.Model):
     """
 
     def __init__(
-        self, depth=50, image_shape=(None, None, 3), dilate_last_stage=False, dtype=None, **kwargs
+        self,
+        depth=50,
+        image_shape=(None, None, 3),
+        dilate_last_stage=False,
+        stem_filters=64,
+        stage_filters=(256, 512, 1024, 2048),
+        dtype=None,
+        **kwargs,
     ):
-        if depth not in RESNET_DEPTHS:
+        stage_blocks = _stage_blocks(depth)
+        stem_filters = check_positive_int("stem_filters", stem_filters)
+        if (
+            not isinstance(stage_filters, (tuple, list))
+            or len(stage_filters) != 4
+            or any(not isinstance(f, int) or f < 4 or f % 4 for f in stage_filters)
+        ):
             raise ValueError(
-                f"depth must be one of {sorted(RESNET_DEPTHS)}. Received: depth={depth!r}"
+                "stage_filters must be four positive multiples of 4 (each stage's output channels). "
+                f"Received: stage_filters={stage_filters!r}"
             )
         if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
             raise ValueError(
@@ -80,15 +113,15 @@ class ResNetBackbone(keras.Model):
         check_positive_int("image_shape[-1]", image_shape[-1])
 
         inputs = keras.Input(shape=tuple(image_shape), name="images")
-        x = _apply(_conv(64, 7, 2, 1, "conv1", dtype), inputs)
+        x = _apply(_conv(stem_filters, 7, 2, 1, "conv1", dtype), inputs)
         x = keras.activations.relu(_batch_norm("bn1", dtype)(x))
         x = keras.layers.ZeroPadding2D(1, dtype=dtype, name="pool_pad")(x)
         # Zero padding is exact for the max-pool: its inputs are >= 0 after ReLU.
         x = keras.layers.MaxPooling2D(3, strides=2, dtype=dtype, name="pool")(x)
         features = {"stem": x}
         dilation = 1
-        for stage, blocks in enumerate(RESNET_DEPTHS[depth], start=1):
-            width = 64 * 2 ** (stage - 1)
+        for stage, blocks in enumerate(stage_blocks, start=1):
+            width = stage_filters[stage - 1] // 4
             strides = 1 if stage == 1 else 2
             previous_dilation = dilation
             if stage == 4 and dilate_last_stage:
@@ -110,7 +143,10 @@ class ResNetBackbone(keras.Model):
                 x = keras.activations.relu(y + shortcut)
             features[f"stage_{stage}"] = x
         super().__init__(inputs=inputs, outputs=x, dtype=dtype, **kwargs)
-        self.depth = depth
+        self.depth = depth if isinstance(depth, int) else tuple(depth)
+        self.stage_blocks = stage_blocks
+        self.stem_filters = stem_filters
+        self.stage_filters = tuple(stage_filters)
         self.image_shape = tuple(image_shape)
         self.dilate_last_stage = bool(dilate_last_stage)
         self._feature_tensors = features
@@ -134,6 +170,8 @@ class ResNetBackbone(keras.Model):
             "depth": self.depth,
             "image_shape": self.image_shape,
             "dilate_last_stage": self.dilate_last_stage,
+            "stem_filters": self.stem_filters,
+            "stage_filters": self.stage_filters,
         }
 
     @classmethod

@@ -174,3 +174,35 @@ def linear_sum_assignment_ops(cost, target_mask=None):
     if target_mask is not None:
         query_index = ops.where(mask, query_index, -ops.ones_like(query_index))
     return query_index
+
+
+MATCHING_METHODS = ("host", "ops")
+
+
+def linear_sum_assignment(cost, target_mask=None, method="host"):
+    """The exact assignment of `cost (B, Q, T)`, through either path, in any context.
+
+    `method="host"` (the default, chosen from `benchmarks/bench_matching.py`:
+    10-300x faster on CPU) runs scipy on the host, through the backend's
+    callback when traced (`keras_vit.backend.host_callback`); `"ops"` runs
+    `linear_sum_assignment_ops` in the graph (no host round trip, e.g. on TPU).
+
+    Returns:
+        int32 tensor `(B, T)`: the query matched to each target, -1 for padding.
+    """
+    if method not in MATCHING_METHODS:
+        raise ValueError(f"method must be one of {MATCHING_METHODS}. Received: method={method!r}")
+    if method == "ops":
+        return linear_sum_assignment_ops(cost, target_mask)
+    from keras_vit.backend.host_callback import host_call
+
+    cost = ops.convert_to_tensor(cost)
+    if target_mask is None:
+        target_mask = ops.ones((ops.shape(cost)[0], cost.shape[2]), "bool")
+    _check(cost, target_mask)
+    return host_call(
+        linear_sum_assignment_host,
+        [cost, ops.cast(target_mask, "bool")],
+        (cost.shape[0], cost.shape[2]),
+        "int32",
+    )
