@@ -53,11 +53,17 @@ def randomize_batch_norms(model, seed=1):
     return model
 
 
-def reference_detr(config=None, seed=0):
+def reference_detr(config=None, seed=0, randomize_weights=True):
+    """With `randomize_weights=False` the model keeps its own initialisation
+    (N(0, 0.02) linears, Kaiming convs), which a 50-layer network needs to
+    stay finite; the tiny model's fully random weights catch no-op mistakes."""
+    import torch
     import transformers
 
+    torch.manual_seed(seed)
     model = transformers.DetrForObjectDetection(config or tiny_config())
-    randomize(model, seed=seed)
+    if randomize_weights:
+        randomize(model, seed=seed)
     return randomize_batch_norms(model, seed=seed + 1).eval()
 
 
@@ -91,3 +97,57 @@ def pixel_values(images, mask):
 
     x = (images / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD) * mask[..., None]
     return torch.from_numpy(x.astype("float32").transpose(0, 3, 1, 2).copy())
+
+
+def original_state(hf_state):
+    """A transformers 5.x DETR state dict under the original release's names
+    (facebookresearch/detr `main.py` checkpoints: fused attention in_proj,
+    torchvision backbone names under `backbone.0.body.`)."""
+    import re
+
+    out, pending = {}, {}
+    for key, value in hf_state.items():
+        if key.startswith("model.backbone."):
+            name = key.split(".", 3)[3]  # below model.backbone.model.
+            name = name.replace("embedder.embedder.convolution", "conv1").replace("embedder.embedder.normalization", "bn1")
+            match = re.match(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.(.*)", name)
+            if match:
+                stage, block, rest = int(match[1]) + 1, match[2], match[3]
+                rest = re.sub(r"layer\.(\d)\.convolution", lambda m: f"conv{int(m[1]) + 1}", rest)
+                rest = re.sub(r"layer\.(\d)\.normalization", lambda m: f"bn{int(m[1]) + 1}", rest)
+                rest = rest.replace("shortcut.convolution", "downsample.0").replace("shortcut.normalization", "downsample.1")
+                name = f"layer{stage}.{block}.{rest}"
+            out[f"backbone.0.body.{name}"] = value
+            continue
+        match = re.match(r"model\.(encoder|decoder)\.layers\.(\d+)\.(.*)", key)
+        if match:
+            part, index, rest = match[1], match[2], match[3]
+            prefix = f"transformer.{part}.layers.{index}"
+            attention = re.match(r"(self_attn|encoder_attn)\.([qkvo])_proj\.(weight|bias)", rest)
+            if attention:
+                module = "self_attn" if attention[1] == "self_attn" else "multihead_attn"
+                if attention[2] == "o":
+                    out[f"{prefix}.{module}.out_proj.{attention[3]}"] = value
+                else:
+                    pending.setdefault(f"{prefix}.{module}.in_proj_{attention[3]}", {})[attention[2]] = value
+                continue
+            final = "norm2" if part == "encoder" else "norm3"
+            rest = (
+                rest.replace("self_attn_layer_norm", "norm1").replace("encoder_attn_layer_norm", "norm2")
+                .replace("final_layer_norm", final).replace("mlp.fc1", "linear1").replace("mlp.fc2", "linear2")
+            )
+            out[f"{prefix}.{rest}"] = value
+            continue
+        for theirs, ours in (
+            ("model.decoder.layernorm", "transformer.decoder.norm"), ("model.input_projection", "input_proj"),
+            ("model.query_position_embeddings", "query_embed"), ("class_labels_classifier", "class_embed"),
+            ("bbox_predictor", "bbox_embed"),
+        ):
+            if key.startswith(theirs):
+                out[ours + key[len(theirs):]] = value
+                break
+        else:
+            raise KeyError(key)
+    for key, parts in pending.items():
+        out[key] = np.concatenate([parts["q"], parts["k"], parts["v"]], axis=0)
+    return out

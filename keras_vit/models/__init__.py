@@ -1,3 +1,4 @@
+from keras_vit.models.detr import DETR
 from keras_vit.models.vit import ViT
 
-__all__ = ["ViT"]
+__all__ = ["DETR", "ViT"]

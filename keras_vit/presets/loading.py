@@ -39,8 +39,14 @@ _CLASSIFIER_ARGS = [
 ]
 
 
-def list_presets():
-    """Names of the built-in presets, sorted."""
+def list_presets(family="vit"):
+    """Names of the built-in presets of a family (`"vit"` or `"detr"`), sorted."""
+    if family == "detr":
+        from keras_vit.presets.detr_presets import DETR_PRESETS
+
+        return sorted(DETR_PRESETS)
+    if family != "vit":
+        raise ValueError(f'family must be "vit" or "detr". Received: family={family!r}')
     return sorted(VIT_PRESETS)
 
 
