@@ -1,0 +1,3 @@
+from keras_vit.metrics.coco import coco_evaluate
+
+__all__ = ["coco_evaluate"]
