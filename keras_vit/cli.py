@@ -1,6 +1,7 @@
 """The `keras-vit` command.
 
     keras-vit train [recipe options]   # the main job: a ViT on the bundled digits
+    keras-vit detect [recipe options]  # DETR on the generated shapes (or tfds:coco/2017)
     keras-vit presets                  # list the presets
     keras-vit convert SOURCE OUTPUT_DIR [--num-heads N] [--image-size S] [--num-classes K]
         # SOURCE: a preset name, a .npz/.safetensors/.pth/.bin file, or hf://org/name
@@ -17,11 +18,19 @@ def main(argv=None):
 
         train(argv)
         return 0
+    if command == "detect":
+        from recipes.detr_detection import main as detect
+
+        detect(argv)
+        return 0
     if command == "presets":
         from keras_vit.presets import VIT_PRESETS
+        from keras_vit.presets.detr_presets import DETR_PRESETS
 
         for name, entry in sorted(VIT_PRESETS.items()):
-            print(f"{name:10s} {entry['variant']:6s} {entry['description']}")
+            print(f"{name:14s} {entry['variant']:6s} {entry['description']}")
+        for name, entry in sorted(DETR_PRESETS.items()):
+            print(f"{name:14s} {'DETR':6s} {entry['description']}")
         return 0
     if command == "convert":
         return convert(argv)

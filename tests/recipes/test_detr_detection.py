@@ -1,0 +1,71 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_vit import DETR
+from keras_vit.data.shapes import make_shapes
+from recipes import detr_detection
+
+
+def test_shapes_are_deterministic_and_boxes_are_tight():
+    images, targets = make_shapes(20, 48, max_objects=3, seed=5)
+    again, same = make_shapes(20, 48, max_objects=3, seed=5)
+    np.testing.assert_array_equal(images, again)
+    np.testing.assert_array_equal(targets["boxes"], same["boxes"])
+    other, _ = make_shapes(20, 48, max_objects=3, seed=6)
+    assert np.any(other != images)
+    valid = targets["labels"] >= 0
+    assert np.all(valid.sum(1) >= 1) and np.all(targets["labels"][~valid] == -1)
+    boxes = targets["boxes"][valid]
+    assert np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1])
+    assert boxes.min() >= 0 and boxes.max() <= 48
+    # The last object drawn on each image is unoccluded: its box edges touch
+    # its pixels, so the box rows/columns just outside it differ from inside.
+    for i in range(20):
+        j = int(valid[i].sum()) - 1
+        x0, y0, x1, y1 = targets["boxes"][i, j].astype(int)
+        patch = images[i, y0:y1, x0:x1].astype(float)
+        assert patch.mean() > images[i].astype(float).mean() - 1  # shapes are brighter than the background
+    with pytest.raises(ValueError, match="max_objects must be a positive int"):
+        make_shapes(2, 32, max_objects=0)
+
+
+def test_smoke_run_writes_everything(tmp_path):
+    config, _ = detr_detection.parse_args(["--smoke"])
+    output = str(tmp_path / "run")
+    results = detr_detection.run(config, output, verbose=0)
+    assert set(results["coco"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    for name in ("detections.png", "training_curve.png"):
+        assert os.path.getsize(os.path.join(output, name)) > 1000, name
+    with open(os.path.join(output, "results.json")) as f:
+        assert json.load(f)["coco"]["AP"] == results["coco"]["AP"]
+    model = DETR.from_preset(os.path.join(output, "preset"))
+    assert model.num_classes == 3 and model.bounding_box_format == "xyxy"
+
+
+def test_bad_dataset_name():
+    config, _ = detr_detection.parse_args(["--smoke", "--dataset", "voc"])
+    with pytest.raises(ValueError, match=r"dataset must be 'shapes' or 'tfds:NAME'.*'voc'"):
+        detr_detection.load_data(config)
+
+
+def test_coco_tfds_path_with_mock_data(tmp_path):
+    """The COCO 2017 path through tensorflow-datasets (augmentation, padding,
+    masks), on tfds' mock data (no network)."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    config, _ = detr_detection.parse_args(
+        ["--smoke", "--dataset", "tfds:coco/2017", "--image-size", "64", "--batch-size", "2"]
+    )
+    with tfds.testing.mock_data(num_examples=4):
+        train, test, names = detr_detection.load_data(config)
+        x, y = next(iter(train))
+        assert len(names) == 80
+        assert tuple(x["images"].shape) == (2, 64, 64, 3) and tuple(x["pixel_mask"].shape) == (2, 64, 64)
+        boxes, labels = np.asarray(y["boxes"]), np.asarray(y["labels"])
+        real = labels >= 0
+        # (mock boxes are random numbers, not ordered corners)
+        assert np.all(boxes[~real] == 0) and boxes.min() >= -1e-3 and boxes.max() <= 64 + 1e-3
+        results = detr_detection.run({**config, "num_queries": 100}, str(tmp_path / "coco"), verbose=0)
+    assert results["dataset"] == "tfds:coco/2017" and np.isfinite(results["loss"][0])
