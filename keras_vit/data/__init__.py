@@ -1,0 +1,5 @@
+from keras_vit.data.digits import load_digits
+from keras_vit.data.shapes import SHAPE_CLASSES
+from keras_vit.data.shapes import make_shapes
+
+__all__ = ["SHAPE_CLASSES", "load_digits", "make_shapes"]

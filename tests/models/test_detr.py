@@ -271,3 +271,22 @@ def test_bad_arguments():
         model({"images": images, "mask": images[..., 0]})
     with pytest.raises(ValueError, match="sample_weight"):
         model.compute_loss(images, targets, model(images), sample_weight=np.ones(4))
+
+
+def test_keras_augmentation_layers_plug_in():
+    """Targets in the Keras bounding-box convention go through Keras's own
+    augmentation (RandomFlip with bounding_box_format) straight into fit."""
+    images, targets = _fit_data()
+    size = images.shape[1]
+    half = targets["boxes"][..., 2:] / 2
+    xyxy = np.concatenate([targets["boxes"][..., :2] - half, targets["boxes"][..., :2] + half], -1) * size
+    flip = keras.layers.RandomFlip("horizontal", bounding_box_format="xyxy", seed=3)
+    augmented = flip({"images": images, "bounding_boxes": {"boxes": xyxy, "labels": targets["labels"]}}, training=True)
+    boxes = to_numpy(augmented["bounding_boxes"]["boxes"])
+    flipped = np.abs(boxes[..., 0] - (size - xyxy[..., 2])) < 1e-3
+    assert np.any(flipped[targets["labels"] >= 0])  # some images were flipped, boxes with them
+    model = _tiny_model(bounding_box_format="xyxy")
+    model.compile(keras.optimizers.Adam(1e-3))
+    y = {"boxes": boxes, "labels": to_numpy(augmented["bounding_boxes"]["labels"])}
+    history = model.fit(to_numpy(augmented["images"]), y, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
