@@ -30,6 +30,8 @@ from keras_vit.metrics import coco_evaluate
 from keras_vit.presets.detr_presets import load_detr_preset
 from keras_vit.presets.detr_presets import save_detr_preset
 from keras_vit.visualization import plot_detections
+from recipes.common import add_config_arguments
+from recipes.common import config_from_args
 
 CONFIG = {
     "dataset": "shapes",
@@ -329,23 +331,16 @@ def parse_args(argv=None):
     parser.add_argument("--preset", default=None, help="start from a DETR preset (e.g. detr_r50)")
     parser.add_argument("--matching", default=None, choices=["host", "ops"])
     parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
-    for key in (
-        "image_size", "num_train", "num_test", "max_objects", "hidden_dim", "num_heads", "encoder_layers",
-        "decoder_layers", "ffn_dim", "num_queries", "epochs", "batch_size", "eval_every", "seed",
-    ):
-        parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=None)
-    for key in ("learning_rate", "weight_decay", "clip_norm", "dropout_rate"):
-        parser.add_argument(f"--{key.replace('_', '-')}", type=float, default=None)
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 policy")
+    add_config_arguments(
+        parser,
+        int_keys=(
+            "image_size", "num_train", "num_test", "max_objects", "hidden_dim", "num_heads", "encoder_layers",
+            "decoder_layers", "ffn_dim", "num_queries", "epochs", "batch_size", "eval_every", "seed",
+        ),
+        float_keys=("learning_rate", "weight_decay", "clip_norm", "dropout_rate"),
+    )
     args = parser.parse_args(argv)
-    config = dict(CONFIG)
-    if args.smoke:
-        config.update(SMOKE)
-    for key in CONFIG:
-        value = getattr(args, key, None)
-        if value is not None and value is not False:
-            config[key] = value
-    return config, args.output
+    return config_from_args(args, CONFIG, SMOKE), args.output
 
 
 def main(argv=None):

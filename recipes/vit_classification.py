@@ -23,6 +23,8 @@ import keras_vit
 from keras_vit.data.digits import load_digits
 from keras_vit.visualization import class_token_attention
 from keras_vit.visualization import plot_attention_maps
+from recipes.common import add_config_arguments
+from recipes.common import config_from_args
 
 CONFIG = {
     "dataset": "digits",
@@ -185,20 +187,15 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", default=CONFIG["dataset"], help="'digits' or 'tfds:NAME'")
     parser.add_argument("--output", default="runs/vit_classification", help="output directory")
     parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
-    for key in ("image_size", "patch_size", "hidden_dim", "num_layers", "num_heads", "mlp_dim", "epochs", "batch_size", "seed"):
-        parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=None)
-    for key in ("learning_rate", "weight_decay", "dropout_rate", "drop_path_rate"):
-        parser.add_argument(f"--{key.replace('_', '-')}", type=float, default=None)
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 policy")
+    add_config_arguments(
+        parser,
+        int_keys=(
+            "image_size", "patch_size", "hidden_dim", "num_layers", "num_heads", "mlp_dim", "epochs", "batch_size", "seed",
+        ),
+        float_keys=("learning_rate", "weight_decay", "dropout_rate", "drop_path_rate"),
+    )
     args = parser.parse_args(argv)
-    config = dict(CONFIG)
-    if args.smoke:
-        config.update(SMOKE)
-    for key in CONFIG:
-        value = getattr(args, key, None)
-        if value is not None and value is not False:
-            config[key] = value
-    return config, args.output
+    return config_from_args(args, CONFIG, SMOKE), args.output
 
 
 def main(argv=None):

@@ -11,12 +11,9 @@ of their sha256, which is checked) and the transformers ports on the Hugging
 Face hub (`source="transformers"`).
 """
 
-import datetime
 import json
 import os
-import shutil
 
-import keras
 import numpy as np
 
 DETR_PRESETS = {
@@ -90,7 +87,7 @@ def _fetch(name, source):
     from keras_vit.conversion.detr import load_detr_state_dict
     from keras_vit.presets.download import download
     from keras_vit.presets.download import hf_file_url
-    from keras_vit.presets.loading import preset_cache_dir
+    from keras_vit.presets.loading import write_atomically
 
     entry = DETR_PRESETS[name]
     if source == "original":
@@ -110,20 +107,21 @@ def _fetch(name, source):
         )
     model = build_detr(config)
     load_detr_state_dict(model, arrays)
-    suffix = "" if source == "original" else "_transformers"
-    directory = os.path.join(preset_cache_dir(), name + suffix)
-    staging = directory + ".partial"
-    save_detr_preset(model, staging, metadata={"preset": name, "source": url})
-    if os.path.isdir(directory):
-        shutil.rmtree(directory)
-    os.replace(staging, directory)
+    directory = _cache_directory(name, source)
+    write_atomically(directory, lambda staging: save_detr_preset(model, staging, metadata={"preset": name, "source": url}))
     return directory
+
+
+def _cache_directory(name, source):
+    from keras_vit.presets.loading import preset_cache_dir
+
+    return os.path.join(preset_cache_dir(), name + ("" if source == "original" else "_transformers"))
 
 
 def save_detr_preset(model, directory, metadata=None):
     """Writes a DETR as a preset directory (config.json, model.weights.h5, metadata.json)."""
     from keras_vit.models.detr import DETR
-    from keras_vit.version import __version__
+    from keras_vit.presets.loading import preset_metadata
 
     if not isinstance(model, DETR):
         raise TypeError(f"model must be a keras_vit.DETR. Received: {type(model).__name__}")
@@ -137,16 +135,8 @@ def save_detr_preset(model, directory, metadata=None):
     with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as f:
         json.dump({"class_name": "DETR", "config": config}, f, indent=2)
     model.save_weights(os.path.join(directory, "model.weights.h5"))
-    info = {
-        "keras_vit_version": __version__,
-        "keras_version": keras.__version__,
-        "backend": keras.backend.backend(),
-        "parameter_count": int(model.count_params()),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        **(metadata or {}),
-    }
     with open(os.path.join(directory, "metadata.json"), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2)
+        json.dump(preset_metadata(model, metadata), f, indent=2)
 
 
 def _read_directory(directory):
@@ -191,7 +181,6 @@ def load_detr_preset(preset, source="original", num_classes=None, load_weights=T
     from keras_vit.conversion.checkpoint import read_checkpoint
     from keras_vit.conversion.checkpoint import read_hf_config
     from keras_vit.conversion.detr import load_detr_state_dict
-    from keras_vit.presets.loading import preset_cache_dir
 
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}. Received: source={source!r}")
@@ -203,7 +192,7 @@ def load_detr_preset(preset, source="original", num_classes=None, load_weights=T
         if not load_weights:
             config = _table_config(text)
         else:
-            directory = os.path.join(preset_cache_dir(), text + ("" if source == "original" else "_transformers"))
+            directory = _cache_directory(text, source)
             if not os.path.isfile(os.path.join(directory, "model.weights.h5")):
                 directory = _fetch(text, source)
             config, weights_file = _read_directory(directory)

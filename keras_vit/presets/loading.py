@@ -137,16 +137,20 @@ def fetch_preset(name):
     model = build_from_config(_table_config(name))
     load_checkpoint_weights(model, arrays, entry["format"])
     directory = os.path.join(preset_cache_dir(), name)
-    # Written under a temporary name and renamed, so a half-written preset is
-    # never picked up by a later call.
-    staging = directory + ".partial"
-    save_preset(model, staging, metadata={"preset": name, "source": url})
-    if os.path.isdir(directory):
-        import shutil
+    write_atomically(directory, lambda staging: save_preset(model, staging, metadata={"preset": name, "source": url}))
+    return directory
 
+
+def write_atomically(directory, writer):
+    """Runs `writer(staging_dir)` and renames the result to `directory`, so a
+    half-written preset is never picked up by a later call."""
+    import shutil
+
+    staging = directory + ".partial"
+    writer(staging)
+    if os.path.isdir(directory):
         shutil.rmtree(directory)
     os.replace(staging, directory)
-    return directory
 
 
 def _read_directory(directory, load_weights):
@@ -351,6 +355,11 @@ def save_preset(model, directory, metadata=None):
             preprocessor_config.pop(key, None)
         _write_json(os.path.join(directory, PREPROCESSOR_FILE), preprocessor_config)
     model.save_weights(os.path.join(directory, WEIGHTS_FILE))
+    _write_json(os.path.join(directory, METADATA_FILE), preset_metadata(model, metadata))
+
+
+def preset_metadata(model, metadata=None):
+    """Versions, backend, parameter count and date, plus `metadata`."""
     from keras_vit.version import __version__
 
     info = {
@@ -361,4 +370,4 @@ def save_preset(model, directory, metadata=None):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     info.update(metadata or {})
-    _write_json(os.path.join(directory, METADATA_FILE), info)
+    return info
