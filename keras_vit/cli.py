@@ -4,7 +4,7 @@
     keras-vit detect [recipe options]  # DETR on the generated shapes (or tfds:coco/2017)
     keras-vit presets                  # list the presets
     keras-vit convert SOURCE OUTPUT_DIR [--num-heads N] [--image-size S] [--num-classes K]
-        # SOURCE: a preset name, a .npz/.safetensors/.pth/.bin file, or hf://org/name
+        # SOURCE: a ViT or DETR preset name, a .npz/.safetensors/.pth/.bin file, or hf://org/name
 """
 
 import sys
@@ -42,6 +42,26 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
+def _is_detr(source):
+    """A DETR preset name or a DETR checkpoint file (told apart by its tensor names)."""
+    import os
+
+    from keras_vit.presets.detr_presets import DETR_PRESETS
+
+    if source in DETR_PRESETS:
+        return True
+    if not os.path.isfile(source):
+        return False
+    from keras_vit.conversion.checkpoint import read_checkpoint
+    from keras_vit.conversion.detr import detect_detr_format
+
+    try:
+        detect_detr_format(read_checkpoint(source))
+    except ValueError:
+        return False
+    return True
+
+
 def convert(argv):
     """Converts a checkpoint (or fetches a preset) and writes a preset directory."""
     import argparse
@@ -52,10 +72,20 @@ def convert(argv):
     parser.add_argument("--num-heads", type=int, default=None, help="for timm files of non-standard width")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--num-classes", type=int, default=None)
+    parser.add_argument("--source-format", default="original", choices=["original", "transformers"],
+                        help="for DETR preset names: which release to convert")
     args = parser.parse_args(argv)
+    overrides = {} if args.num_heads is None else {"num_heads": args.num_heads}
+    if _is_detr(args.source):
+        from keras_vit.models.detr import DETR
+        from keras_vit.presets.detr_presets import save_detr_preset
+
+        model = DETR.from_preset(args.source, source=args.source_format, num_classes=args.num_classes, **overrides)
+        save_detr_preset(model, args.output_dir, metadata={"converted_from": args.source})
+        print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")
+        return 0
     from keras_vit.models.vit import ViT
 
-    overrides = {} if args.num_heads is None else {"num_heads": args.num_heads}
     model = ViT.from_preset(
         args.source, num_classes=args.num_classes, image_size=args.image_size, **overrides
     )

@@ -156,3 +156,12 @@ def original_state_timm(hf_state):
     rest = original_state({k: v for k, v in hf_state.items() if k not in backbone})
     rest.update({"backbone.0.body." + k.split(".", 3)[3]: v for k, v in backbone.items()})
     return rest
+
+
+def test_convert_command_writes_a_detr_preset(reference, tmp_path):
+    from keras_vit.cli import main
+
+    path = tmp_path / "detr-tiny.pth"
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in original_state(state_of(reference)).items()}}, path)
+    assert main(["convert", str(path), str(tmp_path / "converted"), "--num-heads", "4"]) == 0
+    _check(DETR.from_preset(str(tmp_path / "converted")), reference)
