@@ -113,25 +113,31 @@ def _load_tfds(name, config):
         new = tf.cast(tf.round(shape * factor), "int32")
         return tf.image.resize(image, new), boxes * factor
 
+    def flip(image, boxes):
+        width = tf.cast(tf.shape(image)[1], "float32")
+        mirrored = tf.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=-1)
+        return image[:, ::-1], mirrored
+
+    def crop(image, boxes, labels):
+        shape = tf.cast(tf.shape(image)[:2], "float32")
+        extent = shape * tf.random.uniform((2,), 0.6, 1.0)
+        top_left = tf.random.uniform((2,), 0, 1) * (shape - extent)
+        offset, size_px = tf.cast(top_left, "int32"), tf.cast(extent, "int32")
+        image = image[offset[0]:offset[0] + size_px[0], offset[1]:offset[1] + size_px[1]]
+        shift = tf.stack([top_left[1], top_left[0], top_left[1], top_left[0]])
+        limit = tf.stack([extent[1], extent[0], extent[1], extent[0]])
+        boxes = tf.clip_by_value(boxes - shift, 0.0, limit)
+        keep = tf.logical_and(boxes[:, 2] > boxes[:, 0], boxes[:, 3] > boxes[:, 1])
+        return image, tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep)
+
     def augment(image, boxes, labels):
-        # Random horizontal flip.
-        if tf.random.uniform(()) < 0.5:
-            width = tf.cast(tf.shape(image)[1], "float32")
-            image = image[:, ::-1]
-            boxes = tf.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=-1)
-        # Half the time: a random crop (DETR: resize to 400-600, crop 384-600, resize again).
-        if tf.random.uniform(()) < 0.5:
-            shape = tf.cast(tf.shape(image)[:2], "float32")
-            crop = shape * tf.random.uniform((2,), 0.6, 1.0)
-            top_left = tf.random.uniform((2,), 0, 1) * (shape - crop)
-            offset = tf.cast(top_left, "int32")
-            extent = tf.cast(crop, "int32")
-            image = image[offset[0]:offset[0] + extent[0], offset[1]:offset[1] + extent[1]]
-            shift = tf.stack([top_left[1], top_left[0], top_left[1], top_left[0]])
-            limit = tf.stack([crop[1], crop[0], crop[1], crop[0]])
-            boxes = tf.clip_by_value(boxes - shift, 0.0, limit)
-            keep = tf.logical_and(boxes[:, 2] > boxes[:, 0], boxes[:, 3] > boxes[:, 1])
-            boxes, labels = tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep)
+        # Explicit tf.cond (no autograph): a random horizontal flip, then half
+        # the time a random crop (DETR: resize to 400-600, crop 384-600), then
+        # a random resize of the shorter side to one of the scales.
+        image, boxes = tf.cond(tf.random.uniform(()) < 0.5, lambda: flip(image, boxes), lambda: (image, boxes))
+        image, boxes, labels = tf.cond(
+            tf.random.uniform(()) < 0.5, lambda: crop(image, boxes, labels), lambda: (image, boxes, labels)
+        )
         shorter = tf.gather(scales, tf.random.uniform((), 0, len(scales), dtype="int32"))
         image, boxes = resize(image, boxes, shorter)
         return image, boxes, labels

@@ -277,16 +277,23 @@ def test_keras_augmentation_layers_plug_in():
     """Targets in the Keras bounding-box convention go through Keras's own
     augmentation (RandomFlip with bounding_box_format) straight into fit."""
     images, targets = _fit_data()
+    images = np.concatenate([images] * 4)  # 16 images: some are flipped, some not
+    targets = {k: np.concatenate([v] * 4) for k, v in targets.items()}
     size = images.shape[1]
     half = targets["boxes"][..., 2:] / 2
     xyxy = np.concatenate([targets["boxes"][..., :2] - half, targets["boxes"][..., :2] + half], -1) * size
     flip = keras.layers.RandomFlip("horizontal", bounding_box_format="xyxy", seed=3)
     augmented = flip({"images": images, "bounding_boxes": {"boxes": xyxy, "labels": targets["labels"]}}, training=True)
+    new_images = to_numpy(augmented["images"])
     boxes = to_numpy(augmented["bounding_boxes"]["boxes"])
-    flipped = np.abs(boxes[..., 0] - (size - xyxy[..., 2])) < 1e-3
-    assert np.any(flipped[targets["labels"] >= 0])  # some images were flipped, boxes with them
+    flipped = np.array([np.allclose(new_images[i], images[i][:, ::-1]) for i in range(len(images))])
+    assert 0 < flipped.sum() < len(images)
+    real = targets["labels"] >= 0
+    mirrored = np.stack([size - xyxy[..., 2], xyxy[..., 1], size - xyxy[..., 0], xyxy[..., 3]], -1)
+    expected = np.where(flipped[:, None, None], mirrored, xyxy)
+    np.testing.assert_allclose(boxes[real], expected[real], atol=1e-3)
     model = _tiny_model(bounding_box_format="xyxy")
     model.compile(keras.optimizers.Adam(1e-3))
     y = {"boxes": boxes, "labels": to_numpy(augmented["bounding_boxes"]["labels"])}
-    history = model.fit(to_numpy(augmented["images"]), y, batch_size=2, epochs=1, verbose=0)
+    history = model.fit(new_images, y, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
