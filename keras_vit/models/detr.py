@@ -77,15 +77,13 @@ class DETR(keras.Model):
         training: bool.
 
     Returns:
-        A dict:
-        - `"logits"`: `(B, num_queries, num_classes + 1)` class logits of the
-          last decoder layer (the last index is "no object").
-        - `"boxes"`: `(B, num_queries, 4)` boxes in `rel_center_xywh`
-          (centre x, centre y, width, height as fractions of each image's
-          unpadded size), in [0, 1].
-        - `"aux_logits"`, `"aux_boxes"`: `(B, decoder_layers - 1,
-          num_queries, ...)`, the same for the earlier decoder layers (the
-          auxiliary losses).
+        A dict. `"logits"`: `(B, num_queries, num_classes + 1)` class logits
+        of the last decoder layer (the last index is "no object").
+        `"boxes"`: `(B, num_queries, 4)` boxes in `rel_center_xywh` (centre
+        x, centre y, width, height as fractions of each image's unpadded
+        size), in [0, 1]. `"aux_logits"`, `"aux_boxes"`: `(B,
+        decoder_layers - 1, num_queries, ...)`, the same for the earlier
+        decoder layers (the auxiliary losses).
 
     Training: `model.compile(optimizer)` with no loss and `model.fit(x, y)`
     where `y` is a dict with `"boxes"` `(B, T, 4)` in `bounding_box_format`
