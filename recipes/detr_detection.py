@@ -23,10 +23,10 @@ import time
 import keras
 import numpy as np
 
-import keras_vit
 from keras_vit.data.shapes import SHAPE_CLASSES
 from keras_vit.data.shapes import make_shapes
 from keras_vit.metrics import coco_evaluate
+from keras_vit.presets.detr_presets import build_detr
 from keras_vit.presets.detr_presets import load_detr_preset
 from keras_vit.presets.detr_presets import save_detr_preset
 from keras_vit.visualization import plot_detections
@@ -181,19 +181,10 @@ def build_model(config, num_classes):
     )
     if config["preset"]:
         return load_detr_preset(config["preset"], num_classes=num_classes, **common)
-    backbone = keras_vit.ResNetBackbone(
-        (1, 1, 1, 1), stem_filters=16, stage_filters=(32, 64, 128, 256), dilate_last_stage=True, dtype=dtype
-    )
-    return keras_vit.DETR(
-        backbone,
-        num_classes=num_classes,
-        num_queries=config["num_queries"],
-        hidden_dim=config["hidden_dim"],
-        num_heads=config["num_heads"],
-        encoder_layers=config["encoder_layers"],
-        decoder_layers=config["decoder_layers"],
-        ffn_dim=config["ffn_dim"],
-        **common,
+    backbone = {"depth": (1, 1, 1, 1), "stem_filters": 16, "stage_filters": (32, 64, 128, 256), "dilate_last_stage": True}
+    sizes = ("num_queries", "hidden_dim", "num_heads", "encoder_layers", "decoder_layers", "ffn_dim")
+    return build_detr(
+        {"backbone": backbone, "num_classes": num_classes, **{k: config[k] for k in sizes}}, **common
     )
 
 
@@ -243,9 +234,7 @@ def run(config, output_dir, verbose=2):
     keras.utils.set_random_seed(config["seed"])
     os.makedirs(output_dir, exist_ok=True)
     train, test, class_names = load_data(config)
-    model = build_model(config, len(class_names))
-    size = config["image_size"]
-    model({"images": np.zeros((1, size, size, 3), "float32"), "pixel_mask": np.ones((1, size, size), bool)})
+    model = build_model(config, len(class_names))  # built: BackupAndRestore needs it
     steps = int(np.ceil(len(train[0]) / config["batch_size"])) if isinstance(train, tuple) else None
     if steps is not None:
         schedule = keras.optimizers.schedules.CosineDecay(

@@ -2,12 +2,11 @@
 
 import numpy as np
 
-from keras_vit.backbones.resnet_backbone import ResNetBackbone
 from keras_vit.conversion.detr import detr_config_from_checkpoint
 from keras_vit.conversion.detr import load_detr_state_dict
 from keras_vit.layers.image_preprocessor import IMAGENET_MEAN
 from keras_vit.layers.image_preprocessor import IMAGENET_STD
-from keras_vit.models.detr import DETR
+from keras_vit.presets.detr_presets import build_detr
 from reference_models import randomize
 
 NUM_CLASSES, NUM_QUERIES, DECODER_LAYERS = 5, 10, 3
@@ -73,9 +72,7 @@ def state_of(model):
 
 def keras_detr(state, num_heads=4, dtype=None, **kwargs):
     config = detr_config_from_checkpoint(state, num_heads=num_heads)
-    backbone = ResNetBackbone(**config.pop("backbone"), dtype=dtype)
-    model = DETR(backbone, dropout_rate=0.0, dtype=dtype, **config, **kwargs)
-    model({"images": np.zeros((1, 64, 64, 3), "float32"), "pixel_mask": np.ones((1, 64, 64), bool)})
+    model = build_detr(config, dropout_rate=0.0, dtype=dtype, **kwargs)
     return load_detr_state_dict(model, state)
 
 

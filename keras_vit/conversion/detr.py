@@ -154,6 +154,15 @@ def _names(source_format, arrays):
     }
 
 
+def _load_post_norm_layer(layer, arrays, names, key, final_norm):
+    """The sublayers encoder and decoder layers share: self-attention, its norm, the MLP, the final norm."""
+    names["attention"](layer.self_attention, arrays, f"{key}.{names['self_attention']}")
+    layer_norm(layer.self_attention_norm, arrays, f"{key}.{names['self_attention_norm']}")
+    linear(layer.fc1, arrays, f"{key}.{names['fc1']}")
+    linear(layer.fc2, arrays, f"{key}.{names['fc2']}")
+    layer_norm(layer.final_norm, arrays, f"{key}.{names[final_norm]}")
+
+
 def load_detr_state_dict(model, arrays, source_format=None):
     """Copies an original or transformers DETR state dict into a built `DETR`.
 
@@ -169,23 +178,13 @@ def load_detr_state_dict(model, arrays, source_format=None):
     prefix, layout = _backbone_prefix(arrays, source_format)
     used = load_torchvision_resnet(model.backbone, arrays, prefix, layout=layout)
     names = _names(source_format, arrays)
-    attention = names["attention"]
     for i, layer in enumerate(model.encoder):
-        key = names["encoder"].format(i)
-        attention(layer.self_attention, arrays, f"{key}.{names['self_attention']}")
-        layer_norm(layer.self_attention_norm, arrays, f"{key}.{names['self_attention_norm']}")
-        linear(layer.fc1, arrays, f"{key}.{names['fc1']}")
-        linear(layer.fc2, arrays, f"{key}.{names['fc2']}")
-        layer_norm(layer.final_norm, arrays, f"{key}.{names['encoder_final_norm']}")
+        _load_post_norm_layer(layer, arrays, names, names["encoder"].format(i), "encoder_final_norm")
     for i, layer in enumerate(model.decoder):
         key = names["decoder"].format(i)
-        attention(layer.self_attention, arrays, f"{key}.{names['self_attention']}")
-        layer_norm(layer.self_attention_norm, arrays, f"{key}.{names['self_attention_norm']}")
-        attention(layer.cross_attention, arrays, f"{key}.{names['cross_attention']}")
+        _load_post_norm_layer(layer, arrays, names, key, "decoder_final_norm")
+        names["attention"](layer.cross_attention, arrays, f"{key}.{names['cross_attention']}")
         layer_norm(layer.cross_attention_norm, arrays, f"{key}.{names['cross_attention_norm']}")
-        linear(layer.fc1, arrays, f"{key}.{names['fc1']}")
-        linear(layer.fc2, arrays, f"{key}.{names['fc2']}")
-        layer_norm(layer.final_norm, arrays, f"{key}.{names['decoder_final_norm']}")
     layer_norm(model.decoder_norm, arrays, names["decoder_norm"])
     conv2d(model.input_projection, arrays, names["input_projection"])
     assign(model.query_embeddings, arrays[names["queries"]], names["queries"])

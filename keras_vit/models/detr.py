@@ -14,6 +14,8 @@ from keras_vit.ops.box_ops import check_box_format
 from keras_vit.ops.box_ops import convert_format
 from keras_vit.ops.linear_assignment import MATCHING_METHODS
 from keras_vit.ops.linear_assignment import linear_sum_assignment
+from keras_vit.utils.serialization import model_config_with_backbone
+from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
 
@@ -275,6 +277,10 @@ class DETR(keras.Model):
         )
         return linear_sum_assignment(cost, mask, method=self.matching)
 
+    @property
+    def _loss_weights(self):
+        return dict(zip(LOSS_TERMS, (self.class_loss_weight, self.box_loss_weight, self.giou_loss_weight)))
+
     def set_loss(self, x, y, y_pred):
         """All loss terms: `{"loss_ce", "loss_bbox", "loss_giou", "cardinality_error"}`
         for the last layer and the same with suffix `_{i}` for decoder layer i
@@ -288,7 +294,7 @@ class DETR(keras.Model):
                 (y_pred["aux_logits"][:, i], y_pred["aux_boxes"][:, i], f"_{i}")
                 for i in range(y_pred["aux_logits"].shape[1])
             ]
-        weights = {"loss_ce": self.class_loss_weight, "loss_bbox": self.box_loss_weight, "loss_giou": self.giou_loss_weight}
+        weights = self._loss_weights
         terms, total = {}, 0.0
         for logits, pred_boxes, suffix in layers:
             logits = ops.cast(logits, "float32")
@@ -309,7 +315,7 @@ class DETR(keras.Model):
         terms = self.set_loss(x, y, y_pred)
         for name in LOSS_TERMS + ("cardinality_error",):
             self._trackers[name].update_state(terms[name])
-        main = sum(w * terms[n] for n, w in zip(LOSS_TERMS, (self.class_loss_weight, self.box_loss_weight, self.giou_loss_weight)))
+        main = sum(weight * terms[name] for name, weight in self._loss_weights.items())
         self._trackers["aux_loss"].update_state(terms["loss"] - main)
         total = terms["loss"]
         losses = self.losses
@@ -358,10 +364,7 @@ class DETR(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            **model_config_with_backbone(self),
             "num_classes": self.num_classes,
             "num_queries": self.num_queries,
             "hidden_dim": self.hidden_dim,
@@ -384,8 +387,6 @@ class DETR(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        from keras_vit.utils.serialization import with_dtype_policy
-
         config = with_dtype_policy(dict(config))
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)

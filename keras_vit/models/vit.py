@@ -2,6 +2,7 @@ import keras
 
 from keras_vit.backbones.vit_backbone import ViTBackbone
 from keras_vit.layers.token_pooling import TokenPooling
+from keras_vit.utils.serialization import model_config_with_backbone
 from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_image_batch
 from keras_vit.utils.validation import check_rate
@@ -134,10 +135,7 @@ class ViT(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            **model_config_with_backbone(self),
             "num_classes": self.num_classes,
             "pooling": self.pooling,
             "representation_size": self.representation_size,

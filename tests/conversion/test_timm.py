@@ -1,6 +1,5 @@
 """keras_vit equals timm's VisionTransformer with the same (random) weights."""
 
-import numpy as np
 import pytest
 
 from keras_vit.conversion import load_timm_state_dict

@@ -4,7 +4,6 @@ import pytest
 
 from keras_vit.layers import DropPath
 from layer_checks import check_config_round_trip
-from layer_checks import to_np
 
 
 def test_identity_at_inference():

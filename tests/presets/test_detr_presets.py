@@ -18,7 +18,6 @@ from detr_reference import padded_batch
 from detr_reference import pixel_values
 from detr_reference import reference_detr
 from detr_reference import state_of
-from detr_reference import tiny_config
 from keras_vit import DETR
 from keras_vit import list_presets
 from keras_vit.presets import detr_presets

@@ -8,7 +8,6 @@ cache) without a network.
 import json
 import os
 
-import numpy as np
 import pytest
 
 from keras_vit import ViT
