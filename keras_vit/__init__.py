@@ -1,13 +1,14 @@
 """keras_vit: vision transformers for Keras 3 on JAX, TensorFlow and PyTorch."""
 
 from keras_vit import layers
+from keras_vit import ops
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
 from keras_vit.backbones.vit_backbone import ViTBackbone
 from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
 from keras_vit.models.detr import DETR
 from keras_vit.models.vit import ViT
-from keras_vit.presets.loading import list_presets
-from keras_vit.presets.loading import preset_cache_dir
+from keras_vit.presets import list_presets
+from keras_vit.presets import preset_cache_dir
 from keras_vit.version import __version__
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "__version__",
     "layers",
     "list_presets",
+    "ops",
     "preset_cache_dir",
 ]

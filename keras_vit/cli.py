@@ -75,13 +75,15 @@ def convert(argv):
     parser.add_argument("--source-format", default="original", choices=["original", "transformers"],
                         help="for DETR preset names: which release to convert")
     args = parser.parse_args(argv)
+    from keras_vit.presets.detr_presets import DETR_PRESETS
+
     overrides = {} if args.num_heads is None else {"num_heads": args.num_heads}
     if _is_detr(args.source):
         from keras_vit.models.detr import DETR
-        from keras_vit.presets.detr_presets import save_detr_preset
 
-        model = DETR.from_preset(args.source, source=args.source_format, num_classes=args.num_classes, **overrides)
-        save_detr_preset(model, args.output_dir, metadata={"converted_from": args.source})
+        source = args.source_format if args.source in DETR_PRESETS else None
+        model = DETR.from_preset(args.source, source=source, num_classes=args.num_classes, **overrides)
+        model.save_to_preset(args.output_dir, metadata={"converted_from": args.source})
         print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")
         return 0
     from keras_vit.models.vit import ViT

@@ -23,12 +23,11 @@ import time
 import keras
 import numpy as np
 
+import keras_vit
 from keras_vit.data.shapes import SHAPE_CLASSES
 from keras_vit.data.shapes import make_shapes
 from keras_vit.metrics import coco_evaluate
 from keras_vit.presets.detr_presets import build_detr
-from keras_vit.presets.detr_presets import load_detr_preset
-from keras_vit.presets.detr_presets import save_detr_preset
 from keras_vit.visualization import plot_detections
 from recipes.common import add_config_arguments
 from recipes.common import config_from_args
@@ -180,7 +179,7 @@ def build_model(config, num_classes):
         bounding_box_format="xyxy", matching=config["matching"], dropout_rate=config["dropout_rate"], dtype=dtype
     )
     if config["preset"]:
-        return load_detr_preset(config["preset"], num_classes=num_classes, **common)
+        return keras_vit.DETR.from_preset(config["preset"], num_classes=num_classes, **common)
     backbone = {"depth": (1, 1, 1, 1), "stem_filters": 16, "stage_filters": (32, 64, 128, 256), "dilate_last_stage": True}
     sizes = ("num_queries", "hidden_dim", "num_heads", "encoder_layers", "decoder_layers", "ffn_dim")
     return build_detr(
@@ -265,7 +264,7 @@ def run(config, output_dir, verbose=2):
     seconds = time.time() - start
     metrics, predictions = evaluate(model, test, config["batch_size"] * 4)
 
-    save_detr_preset(model, os.path.join(output_dir, "preset"), metadata={"recipe": "detr_detection", "config": config})
+    model.save_to_preset(os.path.join(output_dir, "preset"), metadata={"recipe": "detr_detection", "config": config})
     results = {
         "dataset": config["dataset"],
         "backend": keras.backend.backend(),

@@ -72,10 +72,9 @@ def _load_tfds(name, config):
     size = config["image_size"]
 
     def prepare(image, label):
-        # The same mapping as the saved preprocessor ([0, 1] -> [-1, 1]), in
-        # TensorFlow ops: a Keras layer inside tf.data needs the TF backend.
-        image = tf.image.resize(tf.cast(image, "float32") / 255.0, (size, size))
-        return (image - 0.5) / 0.5, label
+        # Raw pixels in [0, 255], resized to one shape so that they batch; the
+        # model's preprocessor normalises them inside fit/evaluate/predict.
+        return tf.image.resize(tf.cast(image, "float32"), (size, size)), label
 
     batch = config["batch_size"]
     train = train.map(prepare).shuffle(10_000, seed=config["seed"]).batch(batch).prefetch(2)
@@ -97,16 +96,13 @@ def build_model(config, num_classes, channels):
         drop_path_rate=config["drop_path_rate"],
         dtype=dtype,
     )
+    # Raw inputs: the digits come in [0, 1], tfds photographs in [0, 255];
+    # both map to [-1, 1].
+    scale = 1.0 if config["dataset"] == "digits" else 1.0 / 255.0
     preprocessor = keras_vit.ViTImagePreprocessor(
-        config["image_size"], mean=0.5, std=0.5, scale=1.0, name="preprocessor"
+        config["image_size"], mean=0.5, std=0.5, scale=scale, name="preprocessor"
     )
     return keras_vit.ViT(backbone, num_classes=num_classes, preprocessor=preprocessor, dtype=dtype)
-
-
-def _normalise(data, model):
-    if isinstance(data, tuple):
-        return (keras.ops.convert_to_numpy(model.preprocessor(data[0])), data[1])
-    return data  # tf.data pipelines are normalised in _load_tfds
 
 
 def run(config, output_dir, verbose=1):
@@ -115,7 +111,6 @@ def run(config, output_dir, verbose=1):
     os.makedirs(output_dir, exist_ok=True)
     train, test, num_classes, channels = load_data(config)
     model = build_model(config, num_classes, channels)
-    train, test = _normalise(train, model), _normalise(test, model)
 
     if isinstance(train, tuple):
         steps = int(np.ceil(len(train[0]) / config["batch_size"]))
@@ -169,13 +164,13 @@ def run(config, output_dir, verbose=1):
 
 
 def save_attention_png(model, images, labels, output_dir):
-    """Class-token attention of the last block over a few held-out images."""
-    maps = model.backbone.attention_maps(images)
+    """Class-token attention of the last block over a few held-out (raw) images."""
+    maps = model.backbone.attention_maps(model.preprocessor(images))
     attention = {k: keras.ops.convert_to_numpy(v) for k, v in maps["attention"].items()}
     predicted = np.argmax(keras.ops.convert_to_numpy(model.predict(images, verbose=0)), -1)
     titles = [f"label {t}, pred {p}" for t, p in zip(labels, predicted)]
     figure = plot_attention_maps(
-        images * 0.5 + 0.5, class_token_attention(attention, model.backbone.grid_size), titles
+        images, class_token_attention(attention, model.backbone.grid_size), titles
     )
     path = os.path.join(output_dir, "attention_maps.png")
     figure.savefig(path, dpi=120)

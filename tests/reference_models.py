@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-from keras_vit.presets.loading import build_from_config
+from keras_vit import ViT
+from keras_vit import ViTBackbone
 
 
 def randomize(torch_model, seed=0, std=0.2):
@@ -30,7 +31,9 @@ def images(shape, seed=0):
 
 
 def keras_model(config, dtype=None):
-    return build_from_config({**config, "dtype": dtype})
+    """A ViT from a converter's `{"backbone": ..., "classifier": ...}` arguments."""
+    backbone = ViTBackbone(**config["backbone"], dtype=dtype)
+    return ViT(backbone, dtype=dtype, **config["classifier"])
 
 
 def to_numpy(x):

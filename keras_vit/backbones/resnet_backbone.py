@@ -1,7 +1,9 @@
 import keras
 
+from keras_vit.backbones.backbone import Backbone
 from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_feature_names
+from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_positive_int
 
 # Blocks per stage (torchvision / DETR).
@@ -54,7 +56,7 @@ def _apply(layers, x):
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
-class ResNetBackbone(keras.Model):
+class ResNetBackbone(Backbone, keras.Model):
     """ResNet-50/101 in torchvision's layout, as DETR uses it.
 
     ResNet v1.5 (the stride sits on each bottleneck's 3x3 conv), BatchNorm
@@ -95,6 +97,7 @@ class ResNetBackbone(keras.Model):
         dtype=None,
         **kwargs,
     ):
+        check_model_kwargs("ResNetBackbone", kwargs)
         stage_blocks = _stage_blocks(depth)
         stem_filters = check_positive_int("stem_filters", stem_filters)
         if (

@@ -1,5 +1,6 @@
 import keras
 
+from keras_vit.backbones.backbone import Backbone
 from keras_vit.layers.bottleneck_block import BottleneckBlock
 from keras_vit.layers.class_token import ClassToken
 from keras_vit.layers.patch_embedding import PatchEmbedding
@@ -10,13 +11,14 @@ from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_feature_names
 from keras_vit.utils.validation import check_image_batch
 from keras_vit.utils.validation import check_image_shape
+from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_pair
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
-class ViTBackbone(keras.Model):
+class ViTBackbone(Backbone, keras.Model):
     """Vision Transformer encoder (Dosovitskiy et al., 2021) as a functional model.
 
     images -> patch embedding -> [class token] -> + position embedding -> dropout
@@ -90,6 +92,7 @@ class ViTBackbone(keras.Model):
         dtype=None,
         **kwargs,
     ):
+        check_model_kwargs("ViTBackbone", kwargs)
         patch_size = check_pair("patch_size", patch_size)
         stem_stride = 1
         if hybrid_layers is not None:
@@ -281,10 +284,11 @@ class ViTBackbone(keras.Model):
 
     @classmethod
     def from_preset(cls, preset, image_size=None, load_weights=True, **overrides):
-        """Builds the backbone of a ViT preset (name or directory).
+        """The backbone of a ViT preset (name, preset directory or checkpoint),
+        or a directory written by `backbone.save_to_preset`.
 
         Args:
-            preset: a name from `keras_vit.list_presets()` or a preset directory.
+            preset: a name from `ViTBackbone.presets`, a directory or a checkpoint.
             image_size: int or `(H, W)`; the position embeddings are resized
                 when it differs from the preset's.
             load_weights: bool, load the preset's weights.
@@ -295,9 +299,6 @@ class ViTBackbone(keras.Model):
         >>> backbone.hidden_dim
         192
         """
-        from keras_vit.presets.loading import load_preset
-
-        model = load_preset(
-            preset, image_size=image_size, load_weights=load_weights, **overrides
-        )
-        return model.backbone
+        if image_size is not None:
+            overrides["image_size"] = image_size
+        return super().from_preset(preset, load_weights=load_weights, **overrides)

@@ -22,12 +22,12 @@ from keras_vit.conversion.timm import load_timm_state_dict
 from keras_vit.conversion.timm import vit_config_from_timm
 from keras_vit.conversion.transformers import load_transformers_state_dict
 from keras_vit.conversion.transformers import vit_config_from_transformers
-from keras_vit.presets.vit_presets import VARIANTS
 
-CHECKPOINT_EXTENSIONS = (".npz", ".safetensors", ".pth", ".bin")
+CHECKPOINT_EXTENSIONS = (".npz", ".safetensors", ".pth", ".pt", ".bin")
 
-# Head count by width for the standard variants (timm files do not store it).
-_HEADS_BY_WIDTH = {width: heads for width, _, _, heads in VARIANTS.values()}
+# Head counts of timm's ViT architecture names (`vit_base_patch16_224`,
+# `deit_tiny_...`, `vit_base_r50_s16_384`), ViT paper Table 1 and DeiT.
+_TIMM_SIZE_HEADS = {"tiny": 3, "small": 6, "base": 12, "large": 16, "huge": 16}
 
 
 def read_checkpoint(path):
@@ -76,9 +76,30 @@ def config_from_checkpoint(arrays, source_format=None, hf_config=None, num_heads
                 "converted: pass hf_config, or keep config.json next to the weights."
             )
         return vit_config_from_transformers(hf_config)
-    width = arrays["patch_embed.proj.weight"].shape[0]
-    heads = num_heads or _HEADS_BY_WIDTH.get(width, max(width // 64, 1))
+    heads = num_heads or timm_num_heads(hf_config)
+    if heads is None:
+        width = arrays["patch_embed.proj.weight"].shape[0]
+        raise ValueError(
+            f"The number of attention heads of this timm checkpoint (width {width}) is not stored "
+            "in its tensors, and no timm config.json (written by timm's save_for_hf, with "
+            "`architecture` or `model_args`) lies beside it. Pass num_heads=... (e.g. "
+            "ViT.from_preset(path, num_heads=12) for ViT-B), or keep the config.json next to the weights."
+        )
     return vit_config_from_timm(arrays, num_heads=heads)
+
+
+def timm_num_heads(hf_config):
+    """The head count a timm `config.json` states: `model_args["num_heads"]`, or the
+    size in its `architecture` name; None when it states neither."""
+    if not hf_config or "architecture" not in hf_config:
+        return None
+    model_args = hf_config.get("model_args") or {}
+    if "num_heads" in model_args:
+        return int(model_args["num_heads"])
+    parts = str(hf_config["architecture"]).split("_")
+    if len(parts) > 1 and parts[0] in ("vit", "deit") and parts[1] in _TIMM_SIZE_HEADS:
+        return _TIMM_SIZE_HEADS[parts[1]]
+    return None
 
 
 def load_checkpoint_weights(model, arrays, source_format=None):

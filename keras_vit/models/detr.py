@@ -7,6 +7,7 @@ from keras_vit.layers.detr_transformer_layers import DETREncoderLayer
 from keras_vit.layers.image_preprocessor import IMAGENET_MEAN
 from keras_vit.layers.image_preprocessor import IMAGENET_STD
 from keras_vit.layers.sine_position_encoding import SinePositionEncoding
+from keras_vit.models.task import Task
 from keras_vit.losses.detr_set_loss import hungarian_matching_cost
 from keras_vit.losses.detr_set_loss import sanitize_targets
 from keras_vit.losses.detr_set_loss import set_loss_terms
@@ -56,7 +57,7 @@ def _nearest_indices(out_size, in_size):
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
-class DETR(keras.Model):
+class DETR(Task, keras.Model):
     """DETR (Carion et al., 2020): a CNN, a transformer and set prediction.
 
     A ResNet backbone gives a stride-32 (16 for DC5) feature map; a 1x1 conv
@@ -392,12 +393,27 @@ class DETR(keras.Model):
         return cls(**config)
 
     @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """A DETR from a preset name (`keras_vit.list_presets("detr")`), a preset
-        directory, or a checkpoint file (original `.pth` or transformers)."""
-        from keras_vit.presets.detr_presets import load_detr_preset
+    def from_preset(cls, preset, source=None, num_classes=None, load_weights=True, **kwargs):
+        """A DETR from a preset name (`DETR.presets`), a preset directory, or a
+        checkpoint file (original `.pth` or transformers) or `hf://org/name`.
 
-        return load_detr_preset(preset, **kwargs)
+        Args:
+            preset: a name, a directory written by `save_to_preset`, a
+                checkpoint file (a `config.json` beside it is read) or
+                `hf://org/name`.
+            source: for names, `"original"` (the `.pth` release, default) or
+                `"transformers"` (the hub port).
+            num_classes: a new class count; every weight but the class head's is kept.
+            load_weights: False builds the architecture with random weights.
+            **kwargs: other DETR arguments (`bounding_box_format`, `matching`,
+                `dropout_rate`, loss weights, `num_heads`, `dtype`); for
+                checkpoint files, `dilate_last_stage` (whether it is a DC5
+                model; read from `config.json` or a "dc5" in the file name
+                otherwise).
+        """
+        if num_classes is not None:
+            kwargs["num_classes"] = num_classes
+        return super().from_preset(preset, load_weights=load_weights, source=source, **kwargs)
 
 
 def decode_detections(outputs, image_sizes, score_threshold=None, bounding_box_format="xyxy"):

@@ -1,15 +1,19 @@
+import numbers
+
 import keras
 
 from keras_vit.backbones.vit_backbone import ViTBackbone
+from keras_vit.models.task import Task
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.utils.serialization import model_config_with_backbone
 from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_image_batch
+from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_rate
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
-class ViT(keras.Model):
+class ViT(Task, keras.Model):
     """Vision Transformer image classifier: backbone -> pool -> [pre-logits] -> head.
 
     Args:
@@ -21,13 +25,14 @@ class ViT(keras.Model):
             `Dense + tanh` of the ImageNet-21k checkpoints (HF's `pooler`).
         head_dropout_rate: float in [0, 1), dropout before the head.
         activation: None for logits, or e.g. `"softmax"`.
-        preprocessor: optional `keras_vit.layers.ViTImagePreprocessor`, kept with
-            the model and saved with its preset; apply it to raw images
-            (`model.preprocessor(images)`) before calling the model.
+        preprocessor: optional `keras_vit.layers.ViTImagePreprocessor`, saved
+            with the preset. `fit`, `evaluate` and `predict` apply it to their
+            raw images (pixels as the preprocessor documents them: [0, 255]
+            for the photograph presets); calling the model directly skips it.
         dtype: dtype policy.
 
     Call arguments:
-        images: `(B, H, W, C)` preprocessed images.
+        images: `(B, H, W, C)` preprocessed images (`model.preprocessor(raw)`).
 
     Returns:
         `(B, K)` logits (or `(B, D)` features when `num_classes=0`).
@@ -57,18 +62,23 @@ class ViT(keras.Model):
                 "backbone must be a keras_vit.ViTBackbone. Received: "
                 f"backbone={type(backbone).__name__}"
             )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        check_model_kwargs("ViT", kwargs)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 0:
             raise ValueError(
                 "num_classes must be a non-negative int (0 for no head). "
                 f"Received: num_classes={num_classes!r}"
             )
+        num_classes = int(num_classes)
         if representation_size is not None and (
-            not isinstance(representation_size, int) or representation_size < 1
+            isinstance(representation_size, bool)
+            or not isinstance(representation_size, numbers.Integral)
+            or representation_size < 1
         ):
             raise ValueError(
                 "representation_size must be None or a positive int. "
                 f"Received: representation_size={representation_size!r}"
             )
+        representation_size = None if representation_size is None else int(representation_size)
         head_dropout_rate = check_rate("head_dropout_rate", head_dropout_rate)
 
         # === Layers ===
@@ -156,15 +166,34 @@ class ViT(keras.Model):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
+    def check_raw_inputs(self, x):
+        super().check_raw_inputs(x)
+        shape = getattr(x, "shape", None)
+        if shape is None:
+            return  # a dataset or generator: checked batch by batch in the step
+        if self.preprocessor is None:
+            check_image_batch(x, self.backbone.image_shape, name="images")
+            return
+        if len(shape) != 4:
+            raise ValueError(
+                f"images must have rank 4 (batch, height, width, channels). Received: images.shape={tuple(shape)}. "
+                "For a single image, add a batch axis (images[None])."
+            )
+        channels = self.backbone.image_shape[-1]
+        if shape[-1] is not None and shape[-1] != channels:
+            raise ValueError(
+                f"images must have {channels} channels (channels last). Received: images.shape={tuple(shape)}."
+            )
+
     @classmethod
-    def from_preset(
-        cls, preset, num_classes=None, image_size=None, load_weights=True, **overrides
-    ):
-        """Builds a classifier from a preset name or a preset directory.
+    def from_preset(cls, preset, num_classes=None, image_size=None, load_weights=True, **overrides):
+        """Builds a classifier from a preset name, a preset directory, a
+        checkpoint file or `hf://org/name`.
 
         Args:
-            preset: a name from `keras_vit.list_presets()` (e.g. `"vit_b16"`) or
-                the path of a directory written by `save_to_preset`.
+            preset: a name from `ViT.presets` (e.g. `"vit_b16"`), a directory
+                written by `save_to_preset`, an original `.npz`, timm or
+                transformers checkpoint file, or `hf://org/name`.
             num_classes: int; when it differs from the preset's, the head is
                 re-initialised and every other weight is kept.
             image_size: int or `(H, W)`; when it differs from the preset's, the
@@ -172,28 +201,16 @@ class ViT(keras.Model):
             load_weights: bool, load the preset's weights. The converted weights
                 are looked up in the keras_vit cache (`$KERAS_HOME/keras_vit`).
             **overrides: backbone or head arguments to change, e.g.
-                `drop_path_rate=0.1` or `pooling="gap"`.
+                `drop_path_rate=0.1` or `pooling="gap"`; `num_heads` for a timm
+                file with no `config.json` beside it; `dtype`.
 
         Example:
         >>> model = ViT.from_preset("vit_ti16", num_classes=10, load_weights=False)
         >>> model.num_classes
         10
         """
-        from keras_vit.presets.loading import load_preset
-
-        return load_preset(
-            preset,
-            num_classes=num_classes,
-            image_size=image_size,
-            load_weights=load_weights,
-            **overrides,
-        )
-
-    def save_to_preset(self, directory, metadata=None):
-        """Writes a preset directory: config, weights, preprocessor, metadata.
-
-        `ViT.from_preset(directory)` rebuilds the same model on any backend.
-        """
-        from keras_vit.presets.loading import save_preset
-
-        save_preset(self, directory, metadata=metadata)
+        if num_classes is not None:
+            overrides["num_classes"] = num_classes
+        if image_size is not None:
+            overrides["image_size"] = image_size
+        return super().from_preset(preset, load_weights=load_weights, **overrides)

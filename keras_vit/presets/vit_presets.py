@@ -1,10 +1,22 @@
-"""The ViT preset table: data only.
+"""The ViT family: its preset table and its registration with the shared loader.
 
 Sizes are decoded from one variant table (as big_vision's `decode_variant`);
 each preset names its variant, patch, resolution, head, preprocessing and the
 public checkpoint its weights are converted from. Parameter counts are checked
 against timm and transformers in `tests/presets/test_vit_presets.py`.
+
+The family's functions (bottom of the file) tell the shared loader how a
+table entry becomes a config, how weights are fetched and converted, which
+`from_preset` arguments apply and how weights carry over to a new head or
+resolution. Model classes are imported inside them, never at import time.
 """
+
+import copy
+import inspect
+
+from keras_vit.presets.registry import PresetFamily
+from keras_vit.presets.registry import register_family
+from keras_vit.utils.validation import check_pair
 
 # variant: (hidden_dim, num_layers, mlp_dim, num_heads), ViT paper Table 1 and
 # the DeiT/AugReg Ti and S sizes.
@@ -148,3 +160,175 @@ VIT_PRESETS = {
         backbone={"hybrid_layers": ()},
     ),
 }
+
+
+# ---------------------------------------------------------------- the family
+
+
+def _serialized(registered, config):
+    return {"registered_name": registered, "class_name": registered.split(">")[1], "module": None, "config": dict(config)}
+
+
+def table_config(name):
+    """The `ViT` config of a table preset (no weights)."""
+    entry = VIT_PRESETS[name]
+    return {
+        "backbone": _serialized("keras_vit>ViTBackbone", entry["backbone"]),
+        **entry["classifier"],
+        "preprocessor": _serialized("keras_vit>ViTImagePreprocessor", entry["preprocessing"]),
+    }
+
+
+def build_from_config(config):
+    """A `ViT` from a preset config (see `keras_vit.presets.preset_directory`)."""
+    from keras_vit.models.vit import ViT
+
+    return ViT.from_config(copy.deepcopy(config))
+
+
+def _fetch(name, source):
+    from keras_vit.conversion.checkpoint import load_checkpoint_weights
+    from keras_vit.conversion.checkpoint import read_checkpoint
+    from keras_vit.presets.download import download
+    from keras_vit.presets.download import hf_file_url
+
+    entry = VIT_PRESETS[name]
+    url = hf_file_url(entry["source"], "model.safetensors")
+    path = download(url, filename=entry["source"].replace("/", "--") + ".safetensors", sha256=entry.get("sha256"))
+    model = build_from_config(table_config(name))
+    load_checkpoint_weights(model, read_checkpoint(path), entry["format"])
+    return model, {"source": url}
+
+
+def _argument_names(cls, exclude):
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs", *exclude)]
+
+
+def override(config, kwargs):
+    """`num_classes`, `image_size`, `dtype` and any backbone or classifier argument.
+
+    `num_heads` (which timm files do not store) changes the native config too;
+    the rest is carried over to a second model after the weights load.
+    """
+    from keras_vit.backbones.vit_backbone import ViTBackbone
+    from keras_vit.models.vit import ViT
+
+    backbone_args = _argument_names(ViTBackbone, ("dtype",))
+    classifier_args = _argument_names(ViT, ("backbone", "preprocessor", "dtype"))
+    kwargs = dict(kwargs)
+    unknown = sorted(set(kwargs) - set(backbone_args) - set(classifier_args) - {"image_size", "dtype"})
+    if unknown:
+        raise ValueError(
+            f"Unknown argument(s) {unknown} for from_preset. Backbone arguments: "
+            f"{backbone_args}; classifier arguments: {classifier_args}; and image_size, dtype."
+        )
+    native = copy.deepcopy(config)
+    dtype = kwargs.pop("dtype", None)
+    if dtype is not None:
+        native["dtype"] = dtype
+        native["backbone"]["config"]["dtype"] = dtype
+    if "num_heads" in kwargs:
+        native["backbone"]["config"]["num_heads"] = kwargs.pop("num_heads")
+    target = copy.deepcopy(native)
+    image_size = kwargs.pop("image_size", None)
+    for key, value in kwargs.items():
+        if key in backbone_args:
+            target["backbone"]["config"][key] = value
+        else:
+            target[key] = value
+    if image_size is not None:
+        size = check_pair("image_size", image_size)
+        channels = target["backbone"]["config"]["image_shape"][-1]
+        target["backbone"]["config"]["image_shape"] = (size[0], size[1], channels)
+        if target.get("preprocessor"):
+            target["preprocessor"]["config"]["image_size"] = size
+    return native, target
+
+
+def transfer_weights(source, target, method="bicubic", align_corners=False, antialias=True):
+    """Copies weights between two ViTs that differ in resolution or head.
+
+    Layers are matched by name. The position embedding is resized to the
+    target's grid; the defaults (bicubic, antialiased) are timm's
+    `resample_abs_pos_embed`, `antialias=False` gives transformers'
+    `interpolate_pos_encoding`, and `method="bilinear", align_corners=True,
+    antialias=False` the original ViT code. The head is copied only when its
+    shape matches (else it keeps its fresh initialisation, as when fine-tuning
+    on new classes).
+    """
+    for layer in source.backbone.layers:
+        if not layer.weights:
+            continue
+        target_layer = target.backbone.get_layer(layer.name)
+        if layer.name == "position_embedding" and layer.grid_size != target_layer.grid_size:
+            resized = layer.resized_embedding(target_layer.grid_size, method, align_corners, antialias)
+            target_layer.set_weights([resized])
+            continue
+        _set_weights(layer, target_layer)
+    for name in ("pre_logits", "head"):
+        try:
+            layer, target_layer = source.get_layer(name), target.get_layer(name)
+        except ValueError:
+            continue
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if shapes == [tuple(w.shape) for w in target_layer.weights]:
+            target_layer.set_weights(layer.get_weights())
+
+
+def _set_weights(layer, target_layer):
+    values = layer.get_weights()
+    shapes = [tuple(w.shape) for w in target_layer.weights]
+    if [v.shape for v in values] != shapes:
+        raise ValueError(
+            f"Cannot carry the weights of layer {layer.name!r} over: shapes "
+            f"{[v.shape for v in values]} vs {shapes}. Overrides may change the "
+            "resolution, the head and regularisation, not the architecture's sizes."
+        )
+    target_layer.set_weights(values)
+
+
+def _read_checkpoint(arrays, path, hf_config, kwargs):
+    """The `ViT` config of an original `.npz`, timm or transformers checkpoint, or None."""
+    from keras_vit.conversion.checkpoint import config_from_checkpoint
+    from keras_vit.conversion.checkpoint import detect_format
+
+    try:
+        source_format = detect_format(arrays)
+    except ValueError:
+        return None
+    if hf_config is not None and "architecture" in hf_config and source_format != "timm":
+        hf_config = None  # a timm config.json beside another format's file
+    config = config_from_checkpoint(arrays, source_format, hf_config=hf_config, num_heads=kwargs.get("num_heads"))
+    size = config["backbone"]["image_shape"][:2]
+    preprocessing = {"image_size": size}
+    timm_cfg = (hf_config or {}).get("pretrained_cfg") or {}
+    if "mean" in timm_cfg and "std" in timm_cfg:  # timm's config.json states its normalisation
+        preprocessing.update(mean=tuple(timm_cfg["mean"]), std=tuple(timm_cfg["std"]))
+    return {
+        "backbone": _serialized("keras_vit>ViTBackbone", config["backbone"]),
+        **config["classifier"],
+        "preprocessor": _serialized("keras_vit>ViTImagePreprocessor", preprocessing),
+    }
+
+
+def _load_checkpoint(model, arrays):
+    from keras_vit.conversion.checkpoint import load_checkpoint_weights
+
+    load_checkpoint_weights(model, arrays)
+
+
+VIT_FAMILY = register_family(
+    PresetFamily(
+        name="vit",
+        task="keras_vit>ViT",
+        backbone="keras_vit>ViTBackbone",
+        presets=VIT_PRESETS,
+        table_config=table_config,
+        fetch=_fetch,
+        build=build_from_config,
+        override=override,
+        transfer=transfer_weights,
+        read_checkpoint=_read_checkpoint,
+        load_checkpoint=_load_checkpoint,
+    )
+)

@@ -101,3 +101,18 @@ def check_feature_names(names, available):
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"Unknown feature name {name!r}.{hint} Available: {list(available)}")
     return list(names)
+
+
+# What Keras's own Model/Layer constructors take besides a class's arguments.
+_KERAS_KWARGS = ("name", "trainable")
+
+
+def check_model_kwargs(class_name, kwargs, allowed=_KERAS_KWARGS):
+    """Unknown keyword arguments raise: Keras's functional `Model` would
+    silently drop them (`ViTBackbone(hiden_dim=32)` built a width-768 model)."""
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"{class_name} got unknown keyword argument(s) {unknown}. Check the spelling against "
+            f"the documented arguments of keras_vit.{class_name}."
+        )

@@ -4,7 +4,7 @@ import pytest
 
 from keras_vit.conversion import load_timm_state_dict
 from keras_vit.conversion import vit_config_from_timm
-from keras_vit.presets.loading import transfer_weights
+from keras_vit.presets.vit_presets import transfer_weights
 from reference_models import images
 from reference_models import keras_model
 from reference_models import max_abs_diff

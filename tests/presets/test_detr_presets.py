@@ -75,7 +75,7 @@ def test_hf_scheme(reference, tmp_path, monkeypatch):
 
 def test_preset_directory_round_trip_and_new_head(reference, tmp_path):
     model = keras_detr(state_of(reference))
-    detr_presets.save_detr_preset(model, tmp_path / "preset")
+    model.save_to_preset(tmp_path / "preset")
     _check(DETR.from_preset(str(tmp_path / "preset")), reference)
     finetune = DETR.from_preset(str(tmp_path / "preset"), num_classes=2, bounding_box_format="rel_yxyx")
     assert finetune.class_head.kernel.shape[-1] == 3 and finetune.bounding_box_format == "rel_yxyx"

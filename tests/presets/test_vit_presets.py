@@ -41,7 +41,7 @@ def _timm_count(name):
 
 
 def test_every_preset_has_a_reference():
-    assert sorted(TIMM_NAMES) == keras_vit.list_presets()
+    assert sorted(TIMM_NAMES) == keras_vit.list_presets("vit")
     required = {"vit_ti16", "vit_s16", "vit_s32", "vit_b16", "vit_b32", "vit_l16", "vit_l32", "vit_h14"}
     assert required <= set(VIT_PRESETS)
 
@@ -154,7 +154,7 @@ def test_weights_that_do_not_match_the_architecture(tmp_path):
     model = _tiny_model()
     model.save_to_preset(str(tmp_path))
     config = json.loads((tmp_path / "config.json").read_text())
-    config["backbone"]["mlp_dim"] = 40
+    config["config"]["backbone"]["config"]["mlp_dim"] = 40
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"does not match the architecture"):
         ViT.from_preset(str(tmp_path))

@@ -228,3 +228,31 @@ def test_hf_scheme_with_transformers_repo(hub, tmp_path):
     with torch.no_grad():
         expected = reference(pixel_values=x_torch).logits
     assert max_abs_diff(model(x), expected) <= TOLERANCE
+
+
+def test_timm_save_for_hf_config_gives_the_head_count(tmp_path):
+    """timm's own export (config.json with `architecture` and `model_args`)
+    states what the tensors do not: the head count and the normalisation."""
+    reference = randomize(
+        timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=30, patch_size=3,
+                          embed_dim=40, depth=2, num_heads=2, mlp_ratio=1.5, num_classes=7)
+    )
+    timm.models.save_for_hf(reference, str(tmp_path / "export"), safe_serialization=True)
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["model_args"]["num_heads"] == 2
+    path = str(tmp_path / "export" / "model.safetensors")
+    model = ViT.from_preset(path)
+    assert model.backbone.num_heads == 2
+    x, x_torch = images((2, 30, 30, 3))
+    with torch.no_grad():
+        expected = reference(x_torch)
+    assert max_abs_diff(model(x), expected) <= TOLERANCE
+    # The export's normalisation (timm's ImageNet default for this architecture).
+    assert model.preprocessor.mean == tuple(config["pretrained_cfg"]["mean"])
+
+
+def test_timm_file_without_a_config_asks_for_the_head_count(tmp_path):
+    reference = _tiny_timm()
+    safetensors_numpy.save_file(_state_dict_numpy(reference), str(tmp_path / "vit.safetensors"))
+    with pytest.raises(ValueError, match=r"attention heads .* not stored .* Pass num_heads="):
+        ViT.from_preset(str(tmp_path / "vit.safetensors"))

@@ -1,0 +1,127 @@
+"""The shared base of keras_vit task models (in the spirit of keras-hub's `Task`)."""
+
+import keras
+from keras import tree
+
+from keras_vit.presets.registry import ClassPresets
+
+
+class Task:
+    """Mixed into every task model (`class ViT(Task, keras.Model)`).
+
+    A task is a backbone plus a head, with optional `preprocessor`: a layer
+    that maps raw inputs (for photographs, pixels in [0, 255] of any dtype and
+    size, as the preset's preprocessor documents) to what the network takes.
+    It gives every task:
+
+    - `from_preset(preset, load_weights=True, **kwargs)`: names, preset
+      directories of this class, checkpoint files and `hf://org/name`, through
+      one loader for every family;
+    - `save_to_preset(directory)`: the same directory format for every family;
+    - `presets`: `{name: description}` of the built-in presets;
+    - **raw inputs in `fit`, `evaluate` and `predict`** (and the `*_on_batch`
+      methods): the preprocessor runs inside the compiled step, so a preset
+      given photographs scores as it was trained. Calling the model directly,
+      `model(x)`, takes already preprocessed tensors, and
+      `model.preprocessor(images)` is the mapping, for a custom pipeline.
+
+    It is a mixin rather than a `keras.Model` subclass because Keras turns a
+    model's `keras.Model` base into `Functional` when it is built functionally
+    (ViT), which must not change the base of subclassed tasks (DETR).
+    """
+
+    presets = ClassPresets()
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Builds the task from a preset name, a preset directory, a checkpoint
+        file or `hf://org/name`.
+
+        Args:
+            preset: a name from `cls.presets` / `keras_vit.list_presets()`, a
+                directory written by `save_to_preset`, a checkpoint file of a
+                format the family converts, or `hf://org/name`.
+            load_weights: bool; False builds the architecture with fresh weights.
+            **kwargs: the family's arguments (see the task's own
+                `from_preset`); unknown ones raise a `ValueError`.
+        """
+        from keras_vit.presets.loader import load_task
+
+        return load_task(cls, preset, load_weights=load_weights, **kwargs)
+
+    def save_to_preset(self, directory, metadata=None):
+        """Writes a preset directory (config, weights, preprocessor, metadata),
+        atomically; `type(self).from_preset(directory)` rebuilds the same model
+        on any backend.
+
+        Args:
+            directory: path; an existing preset there is replaced whole.
+            metadata: optional dict of JSON-serializable entries for
+                `metadata.json`.
+        """
+        from keras_vit.presets.preset_directory import write_preset
+
+        return write_preset(self, directory, metadata=metadata)
+
+    # ------------------------------------------------------ preprocessing
+
+    def check_raw_inputs(self, x):
+        """Checks raw inputs given to `fit`/`evaluate`/`predict`, before any
+        Keras step runs (a failure inside a JAX step would leave the model's
+        variables detached). Subclasses add their own checks."""
+        shape = getattr(x, "shape", None)
+        if shape is not None and len(shape) >= 1 and shape[0] == 0:
+            raise ValueError(f"The input batch is empty (shape {tuple(shape)}). Pass at least one image.")
+
+    def _preprocess_batch(self, data):
+        preprocessor = getattr(self, "preprocessor", None)
+        if preprocessor is None:
+            return data
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        return keras.utils.pack_x_y_sample_weight(preprocessor(x), y, sample_weight)
+
+    # The data batch is the last positional argument of every backend's step
+    # (JAX passes the state first).
+    def train_step(self, *args):
+        *state, data = args
+        return super().train_step(*state, self._preprocess_batch(data))
+
+    def test_step(self, *args):
+        *state, data = args
+        return super().test_step(*state, self._preprocess_batch(data))
+
+    def predict_step(self, *args):
+        *state, data = args
+        return super().predict_step(*state, self._preprocess_batch(data))
+
+    def _symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds the compiled metrics on one symbolic batch of the data
+        # before the first step; with a preprocessor that batch is raw, so it
+        # is mapped as the step will map it. (Private Keras hook, keras>=3.15;
+        # tests/models/test_task.py fails if it changes.)
+        preprocessor = getattr(self, "preprocessor", None)
+        if preprocessor is None:
+            return super()._symbolic_build(iterator=iterator, data_batch=data_batch)
+        if data_batch is None:
+            for _, _, data_or_iterator in iterator:
+                if isinstance(data_or_iterator, (list, tuple)):
+                    data_batch = data_or_iterator[0]
+                else:
+                    data_batch = next(data_or_iterator)
+                break
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
+        x = tree.map_structure(lambda v: keras.KerasTensor(v.shape, keras.backend.standardize_dtype(v.dtype)), x)
+        x = preprocessor.compute_output_spec(x)
+        return super()._symbolic_build(data_batch=keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self.check_raw_inputs(x)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self.check_raw_inputs(x)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self.check_raw_inputs(x)
+        return super().predict(x, *args, **kwargs)

@@ -1,0 +1,154 @@
+"""The preset registry: every model family registers its presets here.
+
+A family is a preset table (data) plus the few functions that differ between
+families: how a table entry becomes a model config, how its weights are
+fetched and converted, how checkpoint files of its formats are recognised and
+read, which `from_preset` keyword arguments it accepts and how weights carry
+over to a model with a new head or resolution. The shared loader
+(`keras_vit/presets/loader.py`) does everything else the same way for every
+family.
+
+The registry knows model classes only by their Keras registered names
+(`"keras_vit>ViT"`), so nothing here imports a model module.
+"""
+
+import dataclasses
+import difflib
+from typing import Callable
+from typing import Optional
+
+import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class PresetFamily:
+    """One model family's presets and the functions the shared loader calls.
+
+    Attributes:
+        name: short name used by `list_presets(family=...)`, e.g. `"vit"`.
+        task: registered name of the task class (`"keras_vit>ViT"`).
+        backbone: registered name of the backbone class.
+        presets: `{preset name: entry}`; every entry has a `"description"`.
+        table_config: `name -> config`: the task's config (its `get_config()`
+            layout, backbone and preprocessor serialized) for a preset name,
+            with no weights.
+        fetch: `(name, source) -> model`: downloads and converts a preset's
+            weights; the loader caches the result as a preset directory.
+        build: `config -> model`: a built task model from a config.
+        override: `(config, kwargs) -> (native, target)`: applies
+            `from_preset` keyword arguments. `native` is the config the
+            stored weights fit (sizes that the weights fix), `target` the one
+            the caller asked for. Unknown arguments raise a `ValueError`.
+        transfer: `(source model, target model) -> None`: carries weights to
+            a model with a new head, class count or resolution.
+        read_checkpoint: `(arrays, path, hf_config, options) -> config or
+            None`: the task config of a checkpoint's tensors, or None when
+            they are not in one of this family's formats.
+        load_checkpoint: `(model, arrays) -> None`: places the tensors.
+        sources: the weight sources of a preset name, the default first.
+        checkpoint_options: `from_preset` arguments only checkpoint reading
+            uses (passed to `read_checkpoint` as `options`).
+    """
+
+    name: str
+    task: str
+    backbone: str
+    presets: dict
+    table_config: Callable
+    fetch: Callable
+    build: Callable
+    override: Callable
+    transfer: Callable
+    read_checkpoint: Optional[Callable] = None
+    load_checkpoint: Optional[Callable] = None
+    sources: tuple = ("default",)
+    checkpoint_options: tuple = ()
+
+
+_FAMILIES = {}
+
+
+def register_family(family):
+    """Adds a family; its preset names must not clash with another family's."""
+    if not isinstance(family, PresetFamily):
+        raise TypeError(f"family must be a PresetFamily. Received: {family!r}")
+    for other in _FAMILIES.values():
+        if other.name == family.name:
+            continue
+        clash = sorted(set(other.presets) & set(family.presets))
+        if clash:
+            raise ValueError(f"Preset names {clash} of family {family.name!r} are taken by family {other.name!r}.")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def families():
+    """The registered families, by name."""
+    return dict(_FAMILIES)
+
+
+def list_presets(family=None):
+    """Names of the built-in presets, sorted.
+
+    Args:
+        family: None for every family, or a family name (`"vit"`, `"detr"`, ...).
+    """
+    if family is None:
+        return sorted(name for f in _FAMILIES.values() for name in f.presets)
+    if family not in _FAMILIES:
+        raise ValueError(f"family must be one of {sorted(_FAMILIES)} or None. Received: family={family!r}")
+    return sorted(_FAMILIES[family].presets)
+
+
+def family_of_preset(name):
+    """The family that owns a preset name, or a ValueError naming the closest name."""
+    for family in _FAMILIES.values():
+        if name in family.presets:
+            return family
+    raise unknown_preset_error(name)
+
+
+def family_of_class(registered_name):
+    """The family whose task or backbone is `registered_name`, or None."""
+    for family in _FAMILIES.values():
+        if registered_name in (family.task, family.backbone):
+            return family
+    return None
+
+
+def families_of_class(cls):
+    """The families whose task or backbone class is `cls` or a subclass of it."""
+    found = []
+    for family in _FAMILIES.values():
+        for registered in (family.task, family.backbone):
+            member = keras.saving.get_registered_object(registered)
+            if member is not None and issubclass(member, cls):
+                found.append(family)
+                break
+    return found
+
+
+def presets_of_class(cls):
+    """`{name: description}` of the presets that `cls.from_preset` accepts."""
+    return {
+        name: entry["description"]
+        for family in families_of_class(cls)
+        for name, entry in sorted(family.presets.items())
+    }
+
+
+def unknown_preset_error(name):
+    names = list_presets()
+    close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.3)
+    hint = f" The closest match is {close[0]!r}." if close else ""
+    return ValueError(
+        f"Unknown preset {name!r}: not a built-in preset name, a preset directory "
+        f"or a checkpoint file.{hint} Available presets: {names}"
+    )
+
+
+class ClassPresets:
+    """`SomeModel.presets`: `{name: description}` of the built-in presets it loads."""
+
+    def __get__(self, instance, owner):
+        return presets_of_class(owner)
