@@ -38,10 +38,6 @@ def main(argv=None):
     return 0 if command in ("-h", "--help", "help") else 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _is_detr(source):
     """A DETR preset name or a DETR checkpoint file (told apart by its tensor names)."""
     import os
@@ -94,3 +90,7 @@ def convert(argv):
     model.save_to_preset(args.output_dir, metadata={"converted_from": args.source})
     print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,9 +37,16 @@ def read_checkpoint(path):
     if extension == ".npz":
         return load_npz(path)
     if extension == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        return load_file(path)
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(
+                f"Cannot read {path} as safetensors ({error}): the file is truncated, empty or not "
+                "a safetensors file. Download it again (delete it first if it is in the keras_vit cache)."
+            ) from error
     if extension in (".pth", ".bin", ".pt"):
         from keras_vit.backend.torch_checkpoint import load_torch_state_dict
 

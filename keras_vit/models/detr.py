@@ -157,6 +157,10 @@ class DETR(Task, keras.Model):
         self.box_loss_weight = float(box_loss_weight)
         self.giou_loss_weight = float(giou_loss_weight)
         self.no_object_weight = float(no_object_weight)
+        if not self.no_object_weight >= 0.0:  # also rejects NaN
+            raise ValueError(
+                f"no_object_weight must be a non-negative float (DETR: 0.1). Received: no_object_weight={no_object_weight!r}"
+            )
         self.auxiliary_loss = bool(auxiliary_loss)
         if matching not in MATCHING_METHODS:
             raise ValueError(f"matching must be one of {MATCHING_METHODS}. Received: matching={matching!r}")
@@ -251,6 +255,31 @@ class DETR(Task, keras.Model):
             "aux_logits": logits[:, :-1],
             "aux_boxes": boxes[:, :-1],
         }
+
+    def check_raw_inputs(self, x):
+        """Images `(B, H, W, 3)` (or a dict with `"images"` and a `(B, H, W)`
+        `"pixel_mask"`) with B > 0, checked before any Keras step runs."""
+        images, mask = (x.get("images"), x.get("pixel_mask")) if isinstance(x, dict) else (x, None)
+        if isinstance(images, (list, tuple)):
+            shapes = sorted({tuple(getattr(i, "shape", ())) for i in images})
+            raise TypeError(
+                "DETR takes one array of images (B, H, W, 3), not a Python list. To batch images "
+                "of different sizes, pad them to one size and pass {'images': ..., 'pixel_mask': ...} "
+                f"with the mask 1 on real pixels. Received a list of images of shapes {shapes[:4]}."
+            )
+        shape = getattr(images, "shape", None)
+        if shape is None:
+            return  # a dataset or generator
+        super().check_raw_inputs(images)
+        if len(shape) != 4 or (shape[-1] is not None and shape[-1] != 3):
+            raise ValueError(
+                f"images must have shape (batch, height, width, 3), RGB in [0, 255]. Received: images.shape={tuple(shape)}."
+            )
+        if mask is not None and tuple(getattr(mask, "shape", ())) != tuple(shape[:3]):
+            raise ValueError(
+                f"pixel_mask must have shape (batch, height, width) = {tuple(shape[:3])}, 1 on real pixels. "
+                f"Received: pixel_mask.shape={tuple(getattr(mask, 'shape', ()))}."
+            )
 
     # ------------------------------------------------------------------ loss
 
@@ -351,7 +380,10 @@ class DETR(Task, keras.Model):
 
         `image_sizes` defaults to each image's unpadded size from `pixel_mask`.
         """
+        if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:  # also rejects NaN
+            raise ValueError(f"score_threshold must be in [0, 1] or None. Received: score_threshold={score_threshold!r}")
         inputs = {"images": images} if pixel_mask is None else {"images": images, "pixel_mask": pixel_mask}
+        self.check_raw_inputs(inputs)
         outputs = self.predict(inputs, batch_size=batch_size, verbose=0)
         if image_sizes is None:
             mask = ops.ones(images.shape[:3], "bool") if pixel_mask is None else pixel_mask

@@ -271,7 +271,24 @@ _LEGACY_READERS = {"ViT": _legacy_vit, "DETR": _legacy_detr}
 
 
 def load_weights_file(model, path):
-    """`model.load_weights(path)` with errors that say what to do."""
+    """`model.load_weights(path)` with errors that say what to do.
+
+    The file must hold exactly the model's tensors: Keras alone would load a
+    deeper model's file into a shallower model without a word.
+    """
+    try:
+        stored = len(_h5_arrays(path))
+    except OSError as error:
+        raise ValueError(
+            f"Cannot read the weights file {path} ({error}): it is truncated or damaged. "
+            "Delete the preset directory (a cache entry is then fetched again) or write it again."
+        ) from error
+    if stored != len(model.weights):
+        raise ValueError(
+            f"The weights file {path} holds {stored} tensors but the architecture being built has "
+            f"{len(model.weights)}: it does not match the architecture ({type(model).__name__}). Build the "
+            f"model with the {CONFIG_FILE} saved next to the weights."
+        )
     try:
         model.load_weights(path)
     except (ValueError, KeyError) as error:
