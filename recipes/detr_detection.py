@@ -28,6 +28,7 @@ from keras_vit.data.shapes import SHAPE_CLASSES
 from keras_vit.data.shapes import make_shapes
 from keras_vit.metrics import coco_evaluate
 from keras_vit.presets.detr_presets import build_detr
+from keras_vit.utils.files import write_json_atomically
 from keras_vit.visualization import plot_detections
 from recipes.common import add_config_arguments
 from recipes.common import config_from_args
@@ -278,8 +279,7 @@ def run(config, output_dir, verbose=2):
     if isinstance(test, tuple):
         results["detections_png"] = save_detections_png(test, predictions, class_names, output_dir)
     results["curve_png"] = save_curve_png(results, output_dir)
-    with open(os.path.join(output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    write_json_atomically(os.path.join(output_dir, "results.json"), results)
     return results
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 import keras_vit
 from keras_vit.data.digits import load_digits
+from keras_vit.utils.files import write_json_atomically
 from keras_vit.visualization import class_token_attention
 from keras_vit.visualization import plot_attention_maps
 from recipes.common import add_config_arguments
@@ -158,8 +159,7 @@ def run(config, output_dir, verbose=1):
     }
     if isinstance(test, tuple):
         results["attention_png"] = save_attention_png(model, test[0][:8], test[1][:8], output_dir)
-    with open(os.path.join(output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    write_json_atomically(os.path.join(output_dir, "results.json"), results)
     return results
 
 

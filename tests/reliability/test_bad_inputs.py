@@ -125,3 +125,24 @@ def test_detr_predict(call, error, match):
     # The model still works after a rejected call (on JAX a failure inside the
     # predict step used to leave the variables detached).
     np.testing.assert_allclose(model.predict_detections(good)["scores"], before, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["train", "--batch-size", "0"], ["train", "--learning-rate", "nan"], ["detect", "--epochs", "-1"], ["train", "--learning-rate", "inf"]],
+)
+def test_recipe_options_fail_with_a_one_line_message(argv, capsys):
+    from keras_vit.cli import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert raised.value.code == 2
+    assert "expected a" in capsys.readouterr().err
+
+
+def test_results_json_stays_strict(tmp_path):
+    from keras_vit.utils.files import write_json_atomically
+
+    with pytest.raises(ValueError, match="JSON has no NaN"):
+        write_json_atomically(str(tmp_path / "results.json"), {"test_loss": float("nan")})
+    assert not (tmp_path / "results.json").exists()
