@@ -143,10 +143,21 @@ def write_preset(model, directory, metadata=None, locked=False):
 
 
 def _h5_arrays(path):
-    """Every dataset of an `.h5` file by path, in file order."""
+    """The model tensors of a Keras `.weights.h5` file, in file order.
+
+    The optimizer's state, which Keras stores beside the weights of a
+    compiled model (top-level group `optimizer`), is left out.
+    """
     arrays = []
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, item: arrays.append(np.asarray(item)) if isinstance(item, h5py.Dataset) else None)
+        for key in f:
+            if key == "optimizer":
+                continue
+            item = f[key]
+            if isinstance(item, h5py.Dataset):
+                arrays.append(np.asarray(item))
+            else:
+                item.visititems(lambda name, obj: arrays.append(np.asarray(obj)) if isinstance(obj, h5py.Dataset) else None)
     return arrays
 
 
