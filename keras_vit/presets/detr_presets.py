@@ -20,6 +20,7 @@ import numpy as np
 
 from keras_vit.presets.registry import PresetFamily
 from keras_vit.presets.registry import register_family
+from keras_vit.presets.registry import serialized
 
 DETR_PRESETS = {
     "detr_r50": {
@@ -53,7 +54,7 @@ def detr_endpoint():
 
 
 def _serialized_backbone(config):
-    return {"registered_name": "keras_vit>ResNetBackbone", "class_name": "ResNetBackbone", "module": None, "config": dict(config)}
+    return serialized("keras_vit>ResNetBackbone", config)
 
 
 def table_config(name):

@@ -30,6 +30,7 @@ import h5py
 import keras
 import numpy as np
 
+from keras_vit.presets.registry import serialized
 from keras_vit.utils.files import file_lock
 from keras_vit.utils.files import replace_directory
 from keras_vit.utils.files import staging_directory
@@ -227,7 +228,7 @@ def read_preset_directory(directory, load_weights=True):
     if "preprocessor" not in config and os.path.isfile(preprocessor_path):
         preprocessor = read_json_file(preprocessor_path, "preset's preprocessor config")
         if "registered_name" not in preprocessor:  # written before format 2: the arguments alone
-            preprocessor = _serialized("keras_vit>ViTImagePreprocessor", preprocessor)
+            preprocessor = serialized("keras_vit>ViTImagePreprocessor", preprocessor)
         config["preprocessor"] = preprocessor
     weights = os.path.join(directory, WEIGHTS_FILE)
     if load_weights:
@@ -258,15 +259,10 @@ def _check_weights_size(directory, weights):
         )
 
 
-def _serialized(registered, config):
-    package, class_name = registered.split(">")
-    return {"registered_name": registered, "class_name": class_name, "module": None, "config": dict(config)}
-
-
 def _legacy_vit(saved, directory):
     if not isinstance(saved.get("backbone"), dict) or not isinstance(saved.get("classifier"), dict):
         raise ValueError(f"{directory}/{CONFIG_FILE} names class ViT but lacks 'backbone' or 'classifier'.")
-    config = {"backbone": _serialized("keras_vit>ViTBackbone", saved["backbone"]), **saved["classifier"]}
+    config = {"backbone": serialized("keras_vit>ViTBackbone", saved["backbone"]), **saved["classifier"]}
     return "keras_vit>ViT", config
 
 
@@ -274,7 +270,7 @@ def _legacy_detr(saved, directory):
     config = dict(saved.get("config") or {})
     if not isinstance(config.get("backbone"), dict):
         raise ValueError(f"{directory}/{CONFIG_FILE} names class DETR but lacks its backbone config.")
-    config["backbone"] = _serialized("keras_vit>ResNetBackbone", config["backbone"])
+    config["backbone"] = serialized("keras_vit>ResNetBackbone", config["backbone"])
     return "keras_vit>DETR", config
 
 

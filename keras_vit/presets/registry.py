@@ -68,6 +68,12 @@ class PresetFamily:
 _FAMILIES = {}
 
 
+def serialized(registered, config):
+    """`{"registered_name", "class_name", "module", "config"}` as Keras serializes an
+    object, from its registered name (`"keras_vit>ViTBackbone"`) and arguments."""
+    return {"registered_name": registered, "class_name": registered.split(">")[1], "module": None, "config": dict(config)}
+
+
 def register_family(family):
     """Adds a family; its preset names must not clash with another family's."""
     if not isinstance(family, PresetFamily):

@@ -16,6 +16,7 @@ import inspect
 
 from keras_vit.presets.registry import PresetFamily
 from keras_vit.presets.registry import register_family
+from keras_vit.presets.registry import serialized
 from keras_vit.utils.validation import check_pair
 
 # variant: (hidden_dim, num_layers, mlp_dim, num_heads), ViT paper Table 1 and
@@ -165,17 +166,13 @@ VIT_PRESETS = {
 # ---------------------------------------------------------------- the family
 
 
-def _serialized(registered, config):
-    return {"registered_name": registered, "class_name": registered.split(">")[1], "module": None, "config": dict(config)}
-
-
 def table_config(name):
     """The `ViT` config of a table preset (no weights)."""
     entry = VIT_PRESETS[name]
     return {
-        "backbone": _serialized("keras_vit>ViTBackbone", entry["backbone"]),
+        "backbone": serialized("keras_vit>ViTBackbone", entry["backbone"]),
         **entry["classifier"],
-        "preprocessor": _serialized("keras_vit>ViTImagePreprocessor", entry["preprocessing"]),
+        "preprocessor": serialized("keras_vit>ViTImagePreprocessor", entry["preprocessing"]),
     }
 
 
@@ -305,9 +302,9 @@ def _read_checkpoint(arrays, path, hf_config, kwargs):
     if "mean" in timm_cfg and "std" in timm_cfg:  # timm's config.json states its normalisation
         preprocessing.update(mean=tuple(timm_cfg["mean"]), std=tuple(timm_cfg["std"]))
     return {
-        "backbone": _serialized("keras_vit>ViTBackbone", config["backbone"]),
+        "backbone": serialized("keras_vit>ViTBackbone", config["backbone"]),
         **config["classifier"],
-        "preprocessor": _serialized("keras_vit>ViTImagePreprocessor", preprocessing),
+        "preprocessor": serialized("keras_vit>ViTImagePreprocessor", preprocessing),
     }
 
 
