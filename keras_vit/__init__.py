@@ -1,5 +1,6 @@
 """keras_vit: vision transformers for Keras 3 on JAX, TensorFlow and PyTorch."""
 
+from keras_vit import callbacks
 from keras_vit import layers
 from keras_vit import ops
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
@@ -18,6 +19,7 @@ __all__ = [
     "ViTBackbone",
     "ViTImagePreprocessor",
     "__version__",
+    "callbacks",
     "layers",
     "list_presets",
     "ops",

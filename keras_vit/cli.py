@@ -13,15 +13,19 @@ import sys
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv else "train"
-    if command == "train":
-        from recipes.vit_classification import main as train
+    if command in ("train", "detect"):
+        from recipes import tfds_data
 
-        train(argv)
-        return 0
-    if command == "detect":
-        from recipes.detr_detection import main as detect
-
-        detect(argv)
+        if command == "train":
+            from recipes.vit_classification import main as recipe
+        else:
+            from recipes.detr_detection import main as recipe
+        try:
+            recipe(argv)
+        except (tfds_data.OfflineError, tfds_data.MissingTFDS) as error:
+            # Said plainly, without a traceback: what is missing and what to do.
+            print(f"keras-vit {command}: {error}", file=sys.stderr)
+            return 1
         return 0
     if command == "presets":
         from keras_vit.presets import VIT_PRESETS

@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import os
 
 
 def _positive_int(text):
@@ -45,3 +46,52 @@ def config_from_args(args, defaults, smoke):
         if value is not None and value is not False:
             config[key] = value
     return config
+
+
+def save_figure(figure, path, dpi=110):
+    """Writes a matplotlib figure as a PNG atomically (a unique temporary file, then a rename)."""
+    import matplotlib.pyplot as plt
+
+    from keras_vit.utils.files import atomic_file
+    from keras_vit.utils.files import commit_file
+
+    staging = atomic_file(path)
+    try:
+        figure.savefig(staging, format="png", dpi=dpi)
+        commit_file(staging, path)
+    except BaseException:
+        if os.path.exists(staging):
+            os.remove(staging)
+        raise
+    finally:
+        plt.close(figure)
+    return path
+
+
+def training_curve_figure(history, left_keys=("loss",), right_keys=(), right_label=None, right_points=None):
+    """A figure of per-epoch values of the whole run (`CrashSafeBackup.history`
+    rows): `left_keys` on the left axis, `right_keys` (or `right_points`, a
+    list of rows with their own "epoch") on a right axis in [0, 1]."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    figure, left = plt.subplots(figsize=(6, 3.5))
+    epochs = [row["epoch"] for row in history]
+    colors = iter(("tab:blue", "tab:red", "tab:purple"))
+    for key in left_keys:
+        left.plot(epochs, [row.get(key) for row in history], color=next(colors), label=key)
+    left.set_xlabel("epoch")
+    left.set_ylabel(", ".join(left_keys))
+    left.legend(loc="upper left")
+    rows = right_points if right_points is not None else history
+    if right_keys and rows:
+        right = left.twinx()
+        for key, color, marker in zip(right_keys, ("tab:orange", "tab:green", "tab:gray"), "os^"):
+            right.plot([row["epoch"] for row in rows], [row.get(key) for row in rows], f"{marker}-", color=color, label=key)
+        right.set_ylabel(right_label or ", ".join(right_keys))
+        right.set_ylim(0, 1)
+        right.legend(loc="center right")
+    figure.tight_layout()
+    return figure

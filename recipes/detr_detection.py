@@ -6,9 +6,9 @@ procedurally generated dataset of coloured rectangles, ellipses and triangles
 comes through tensorflow-datasets with `--dataset tfds:coco/2017`, with DETR's
 augmentation (random horizontal flip, random resize of the shorter side, and a
 random crop half of the time), optionally starting from a pretrained preset
-(`--preset detr_r50`). A rerun with the same `--output` resumes. The run saves a
+(`--preset detr_r50`). The run saves a
 preset directory, results.json, a training-curve PNG and PNGs of predicted
-boxes.
+boxes; killed at any moment, a rerun resumes after the last finished epoch.
 
     python -m recipes.detr_detection                      # shapes, ~10 minutes on 2 cores
     python -m recipes.detr_detection --smoke              # a few steps, for CI
@@ -18,12 +18,13 @@ boxes.
 import argparse
 import json
 import os
-import time
 
 import keras
 import numpy as np
 
 import keras_vit
+from keras_vit.callbacks import CrashSafeBackup
+from keras_vit.data import EpochBatches
 from keras_vit.data.shapes import SHAPE_CLASSES
 from keras_vit.data.shapes import make_shapes
 from keras_vit.metrics import coco_evaluate
@@ -32,6 +33,8 @@ from keras_vit.utils.files import write_json_atomically
 from keras_vit.visualization import plot_detections
 from recipes.common import add_config_arguments
 from recipes.common import config_from_args
+from recipes.common import save_figure
+from recipes.common import training_curve_figure
 
 CONFIG = {
     "dataset": "shapes",
@@ -55,6 +58,8 @@ CONFIG = {
     "eval_every": 5,
     "seed": 0,
     "mixed_precision": False,
+    "data_dir": None,
+    "offline": False,
     "matching": "host",
 }
 
@@ -86,10 +91,14 @@ def load_data(config):
 
 def _load_tfds(name, config):
     """COCO-style tfds detection data: `image`, `objects/bbox` (rel yxyx), `objects/label`."""
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
+    from recipes import tfds_data
 
-    (train, test), info = tfds.load(name, split=["train", "validation"], with_info=True)
+    tfds_data.import_tfds()  # a clear message when tensorflow-datasets is missing
+    import tensorflow as tf
+
+    (train, test), info = tfds_data.load(
+        name, ["train", "validation"], data_dir=config["data_dir"], download=not config["offline"]
+    )
     class_names = info.features["objects"]["label"].names
     size, max_objects = config["image_size"], 100
     scales = [s * size / 800 for s in COCO_SCALES]
@@ -208,33 +217,40 @@ def evaluate(model, test, batch_size):
 
 
 class COCOEvaluation(keras.callbacks.Callback):
-    """Prints COCO AP / AP50 every few epochs and keeps the history."""
+    """Prints COCO AP / AP50 every few epochs and keeps the history (which
+    `CrashSafeBackup` stores with each checkpoint)."""
 
     def __init__(self, test, every, batch_size):
         super().__init__()
         self.test, self.every, self.batch_size = test, every, batch_size
         self.history = []
-        self.start = time.time()
+
+    def get_state(self):
+        return {"history": self.history}
+
+    def set_state(self, state):
+        self.history = list(state["history"])
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
         metrics, _ = evaluate(self.model, self.test, self.batch_size)
-        row = {"epoch": epoch + 1, "seconds": round(time.time() - self.start, 1), "loss": float(logs["loss"]), **metrics}
+        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), **metrics}
         self.history.append(row)
-        print(
-            f"epoch {epoch + 1}: loss {row['loss']:.3f}, AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f} "
-            f"({row['seconds']:.0f} s)",
-            flush=True,
-        )
+        print(f"epoch {epoch + 1}: loss {row['loss']:.3f}, AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f}", flush=True)
 
 
 def run(config, output_dir, verbose=2):
-    """Trains, evaluates and saves; returns a dict of results."""
+    """Trains, evaluates and saves; returns a dict of results.
+
+    Crash-safe as the classification recipe: a rerun with the same
+    `output_dir` resumes after the last finished epoch, on the generated
+    shapes with exactly the weights of an uninterrupted run.
+    """
     keras.utils.set_random_seed(config["seed"])
     os.makedirs(output_dir, exist_ok=True)
     train, test, class_names = load_data(config)
-    model = build_model(config, len(class_names))  # built: BackupAndRestore needs it
+    model = build_model(config, len(class_names))  # built: CrashSafeBackup needs it
     steps = int(np.ceil(len(train[0]) / config["batch_size"])) if isinstance(train, tuple) else None
     if steps is not None:
         schedule = keras.optimizers.schedules.CosineDecay(
@@ -248,38 +264,42 @@ def run(config, output_dir, verbose=2):
         )
     )
     evaluation = COCOEvaluation(test, config["eval_every"], config["batch_size"] * 4)
-    callbacks = [
-        # Resume: a rerun with the same output_dir continues from the last epoch.
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
-        evaluation,
-    ]
-    start = time.time()
+    backup = CrashSafeBackup(os.path.join(output_dir, "backup"), state={"evaluation": evaluation}, verbose=verbose)
+    callbacks = [backup, evaluation]
     if isinstance(train, tuple):
         images, targets = train
-        history = model.fit(
-            images.astype("float32"), targets, batch_size=config["batch_size"], epochs=config["epochs"],
-            shuffle=True, callbacks=callbacks, verbose=verbose,
+        batches = EpochBatches(images.astype("float32"), targets, config["batch_size"], seed=config["seed"])
+        model.fit(
+            batches, epochs=config["epochs"], shuffle=False,  # EpochBatches shuffles, by (seed, epoch)
+            callbacks=callbacks + [batches.epoch_callback()], verbose=verbose,
         )
     else:
-        history = model.fit(train, epochs=config["epochs"], callbacks=callbacks, verbose=verbose)
-    seconds = time.time() - start
+        model.fit(train, epochs=config["epochs"], callbacks=callbacks, verbose=verbose)
     metrics, predictions = evaluate(model, test, config["batch_size"] * 4)
 
     model.save_to_preset(os.path.join(output_dir, "preset"), metadata={"recipe": "detr_detection", "config": config})
     results = {
         "dataset": config["dataset"],
         "backend": keras.backend.backend(),
-        "train_seconds": round(seconds, 1),
+        # The whole run's, also when it was resumed.
+        "train_seconds": round(sum(row["seconds"] for row in backup.history), 1),
+        "epochs": len(backup.history),
+        "resumed_after_epoch": backup.initial_epoch or None,
         "parameters": int(model.count_params()),
         "coco": metrics,
         "evaluations": evaluation.history,
-        "loss": [float(v) for v in history.history.get("loss", [])],
+        "loss": [row["loss"] for row in backup.history],
+        "history": backup.history,
         "output_dir": output_dir,
     }
     if isinstance(test, tuple):
         results["detections_png"] = save_detections_png(test, predictions, class_names, output_dir)
-    results["curve_png"] = save_curve_png(results, output_dir)
+    results["curve_png"] = save_figure(
+        training_curve_figure(backup.history, ("loss",), ("AP50", "AP"), "held-out COCO AP", evaluation.history),
+        os.path.join(output_dir, "training_curve.png"),
+    )
     write_json_atomically(os.path.join(output_dir, "results.json"), results)
+    backup.finish()  # every output is in place: the backup has done its job
     return results
 
 
@@ -289,33 +309,7 @@ def save_detections_png(test, predictions, class_names, output_dir, count=8):
         images[:count], {k: v[:count] for k, v in predictions.items()}, class_names,
         truths={k: v[:count] for k, v in truths.items()},
     )
-    path = os.path.join(output_dir, "detections.png")
-    figure.savefig(path, dpi=110)
-    return path
-
-
-def save_curve_png(results, output_dir):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    figure, left = plt.subplots(figsize=(6, 3.5))
-    left.plot(range(1, len(results["loss"]) + 1), results["loss"], color="tab:blue")
-    left.set_xlabel("epoch")
-    left.set_ylabel("training loss", color="tab:blue")
-    if results["evaluations"]:
-        right = left.twinx()
-        epochs = [row["epoch"] for row in results["evaluations"]]
-        right.plot(epochs, [row["AP50"] for row in results["evaluations"]], "o-", color="tab:orange", label="AP50")
-        right.plot(epochs, [row["AP"] for row in results["evaluations"]], "s-", color="tab:green", label="AP")
-        right.set_ylabel("held-out COCO AP")
-        right.set_ylim(0, 1)
-        right.legend(loc="center right")
-    figure.tight_layout()
-    path = os.path.join(output_dir, "training_curve.png")
-    figure.savefig(path, dpi=110)
-    return path
+    return save_figure(figure, os.path.join(output_dir, "detections.png"))
 
 
 def parse_args(argv=None):
@@ -325,6 +319,8 @@ def parse_args(argv=None):
     parser.add_argument("--preset", default=None, help="start from a DETR preset (e.g. detr_r50)")
     parser.add_argument("--matching", default=None, choices=["host", "ops"])
     parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
+    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    parser.add_argument("--offline", action="store_true", help="never download: read tfds data already on disk")
     add_config_arguments(
         parser,
         int_keys=(
@@ -340,7 +336,7 @@ def parse_args(argv=None):
 def main(argv=None):
     config, output = parse_args(argv)
     results = run(config, output)
-    print(json.dumps({k: v for k, v in results.items() if k not in ("loss", "evaluations")}, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k not in ("loss", "evaluations", "history")}, indent=2))
     return results
 
 

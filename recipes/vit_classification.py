@@ -3,8 +3,9 @@
 The default (`--dataset digits`) trains a small ViT from scratch on the
 handwritten digits bundled with scikit-learn, so it needs no download; any
 tensorflow-datasets image-classification set works with `--dataset tfds:NAME`
-(e.g. `tfds:cifar10`). The run saves a preset directory, a checkpoint that a
-rerun resumes from, a JSON of the results and a PNG of attention maps.
+(e.g. `tfds:cifar10`). The run saves a preset directory, a JSON of the
+results, a training curve and a PNG of attention maps; killed at any moment,
+a rerun with the same `--output` resumes after the last finished epoch.
 
     python -m recipes.vit_classification                  # digits, ~1 minute on 2 cores
     python -m recipes.vit_classification --smoke          # a few steps, for CI
@@ -14,18 +15,21 @@ rerun resumes from, a JSON of the results and a PNG of attention maps.
 import argparse
 import json
 import os
-import time
 
 import keras
 import numpy as np
 
 import keras_vit
+from keras_vit.callbacks import CrashSafeBackup
+from keras_vit.data import EpochBatches
 from keras_vit.data.digits import load_digits
 from keras_vit.utils.files import write_json_atomically
 from keras_vit.visualization import class_token_attention
 from keras_vit.visualization import plot_attention_maps
 from recipes.common import add_config_arguments
 from recipes.common import config_from_args
+from recipes.common import save_figure
+from recipes.common import training_curve_figure
 
 CONFIG = {
     "dataset": "digits",
@@ -44,6 +48,8 @@ CONFIG = {
     "warmup_epochs": 2,
     "seed": 0,
     "mixed_precision": False,
+    "data_dir": None,
+    "offline": False,
 }
 
 SMOKE = {"epochs": 1, "num_layers": 1, "steps_per_epoch": 3}
@@ -64,11 +70,13 @@ def load_data(config):
 
 
 def _load_tfds(name, config):
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
+    from recipes import tfds_data
 
-    (train, test), info = tfds.load(
-        name, split=["train", "test"], as_supervised=True, with_info=True
+    tfds_data.import_tfds()  # a clear message when tensorflow-datasets is missing
+    import tensorflow as tf
+
+    (train, test), info = tfds_data.load(
+        name, ["train", "test"], data_dir=config["data_dir"], download=not config["offline"], as_supervised=True
     )
     size = config["image_size"]
 
@@ -107,7 +115,14 @@ def build_model(config, num_classes, channels):
 
 
 def run(config, output_dir, verbose=1):
-    """Trains, evaluates and saves; returns a dict of results."""
+    """Trains, evaluates and saves; returns a dict of results.
+
+    Crash-safe: a rerun with the same `output_dir` resumes after the last
+    finished epoch (`keras_vit.callbacks.CrashSafeBackup`); on the bundled
+    digits it ends with exactly the weights of an uninterrupted run. Every
+    output is written atomically, and the backup is deleted only once they
+    all are.
+    """
     keras.utils.set_random_seed(config["seed"])
     os.makedirs(output_dir, exist_ok=True)
     train, test, num_classes, channels = load_data(config)
@@ -127,25 +142,24 @@ def run(config, output_dir, verbose=1):
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], global_clipnorm=1.0)
     )
-    callbacks = [
-        # Resume: a rerun with the same output_dir continues from the last epoch.
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
-        keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "checkpoint.weights.h5"), save_weights_only=True),
-    ]
-    fit_args = dict(epochs=config["epochs"], callbacks=callbacks, verbose=verbose)
-    if config.get("steps_per_epoch"):
-        fit_args["steps_per_epoch"] = config["steps_per_epoch"]
-    start = time.time()
+    backup = CrashSafeBackup(os.path.join(output_dir, "backup"), verbose=verbose)
+    callbacks = [backup]
     if isinstance(train, tuple):
         x, y = train
         if config.get("steps_per_epoch"):
             x, y = x[: steps * config["batch_size"]], y[: steps * config["batch_size"]]
-        model.fit(x, y, batch_size=config["batch_size"], shuffle=True, **{k: v for k, v in fit_args.items() if k != "steps_per_epoch"})
+        # The order of each epoch's batches depends on (seed, epoch) only, so a
+        # resumed run sees the batches the uninterrupted run would have.
+        batches = EpochBatches(x, y, config["batch_size"], seed=config["seed"])
+        model.fit(
+            batches, epochs=config["epochs"], shuffle=False,  # EpochBatches shuffles, by (seed, epoch)
+            callbacks=callbacks + [batches.epoch_callback()], verbose=verbose,
+        )
         metrics = model.evaluate(*test, batch_size=256, verbose=0, return_dict=True)
     else:
-        model.fit(train, **fit_args)
+        fit_args = {"steps_per_epoch": config["steps_per_epoch"]} if config.get("steps_per_epoch") else {}
+        model.fit(train, epochs=config["epochs"], callbacks=callbacks, verbose=verbose, **fit_args)
         metrics = model.evaluate(test, verbose=0, return_dict=True)
-    seconds = time.time() - start
 
     model.save_to_preset(os.path.join(output_dir, "preset"), metadata={"recipe": "vit_classification", "config": config})
     results = {
@@ -153,13 +167,22 @@ def run(config, output_dir, verbose=1):
         "backend": keras.backend.backend(),
         "test_accuracy": float(metrics["accuracy"]),
         "test_loss": float(metrics["loss"]),
-        "train_seconds": round(seconds, 1),
+        # The whole run's, also when it was resumed.
+        "train_seconds": round(sum(row["seconds"] for row in backup.history), 1),
+        "epochs": len(backup.history),
+        "resumed_after_epoch": backup.initial_epoch or None,
+        "history": backup.history,
         "parameters": int(model.count_params()),
         "output_dir": output_dir,
     }
     if isinstance(test, tuple):
         results["attention_png"] = save_attention_png(model, test[0][:8], test[1][:8], output_dir)
+    results["curve_png"] = save_figure(
+        training_curve_figure(backup.history, ("loss",), ("accuracy",), "training accuracy"),
+        os.path.join(output_dir, "training_curve.png"),
+    )
     write_json_atomically(os.path.join(output_dir, "results.json"), results)
+    backup.finish()  # every output is in place: the backup has done its job
     return results
 
 
@@ -173,8 +196,7 @@ def save_attention_png(model, images, labels, output_dir):
         images, class_token_attention(attention, model.backbone.grid_size), titles
     )
     path = os.path.join(output_dir, "attention_maps.png")
-    figure.savefig(path, dpi=120)
-    return path
+    return save_figure(figure, path, dpi=120)
 
 
 def parse_args(argv=None):
@@ -182,6 +204,8 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", default=CONFIG["dataset"], help="'digits' or 'tfds:NAME'")
     parser.add_argument("--output", default="runs/vit_classification", help="output directory")
     parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
+    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    parser.add_argument("--offline", action="store_true", help="never download: read tfds data already on disk")
     add_config_arguments(
         parser,
         int_keys=(
@@ -196,7 +220,7 @@ def parse_args(argv=None):
 def main(argv=None):
     config, output = parse_args(argv)
     results = run(config, output)
-    print(json.dumps(results, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=2))
     return results
 
 

@@ -66,3 +66,41 @@ def callback_compiles():
     XLA-compiled (Keras only compiles TensorFlow with XLA on GPU/TPU).
     """
     return keras.backend.backend() != "tensorflow"
+
+
+def host_check(function, inputs):
+    """Runs `function(*numpy_inputs)`, which raises on bad values, from traced
+    or eager code, and returns an int32 scalar 0.
+
+    The caller must use the result (add it to a loss) so that no graph
+    compiler drops the call. The result is an integer so that no gradient is
+    asked of it (jax's `pure_callback` has no JVP). Under `jax.jit` the
+    exception reaches the caller as a `JaxRuntimeError` whose text holds the
+    message; `host_error_message` recovers it.
+    """
+
+    def run(*arrays):
+        try:
+            function(*arrays)
+        except (ValueError, TypeError) as error:
+            raise type(error)(HOST_CHECK_MARKER + str(error)) from None
+        return np.zeros((), "int32")
+
+    return host_call(run, inputs, (), "int32")
+
+
+HOST_CHECK_MARKER = "keras_vit check: "
+
+
+def host_error_message(error):
+    """The message of a `host_check` failure wrapped by a backend runtime
+    error (jax's `JaxRuntimeError`, TensorFlow's `InvalidArgumentError`), or
+    None for any other error."""
+    text = str(error)
+    start = text.rfind(HOST_CHECK_MARKER)
+    if start < 0:
+        return None
+    message = text[start + len(HOST_CHECK_MARKER):]
+    for end in ("\n\n", "\n\t ", "\n  "):
+        message = message.split(end)[0]
+    return message.strip()

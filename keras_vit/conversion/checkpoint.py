@@ -71,9 +71,26 @@ def detect_format(arrays):
     )
 
 
+def _incomplete(error, source_format):
+    """A tensor the checkpoint's own layout implies is missing: a partial file."""
+    key = error.args[0] if error.args else error
+    return ValueError(
+        f"This {source_format} checkpoint is incomplete or not a ViT of the layout its other tensors "
+        f"imply: {key} Download the file again (a partial download?), or load it with the "
+        "library that wrote it."
+    )
+
+
 def config_from_checkpoint(arrays, source_format=None, hf_config=None, num_heads=None):
     """keras_vit preset config (`backbone`, `classifier`) for a checkpoint."""
     source_format = source_format or detect_format(arrays)
+    try:
+        return _config_from_checkpoint(arrays, source_format, hf_config, num_heads)
+    except KeyError as error:
+        raise _incomplete(error, source_format) from None
+
+
+def _config_from_checkpoint(arrays, source_format, hf_config, num_heads):
     if source_format == "npz":
         return vit_config_from_npz(arrays)
     if source_format == "transformers":
@@ -116,7 +133,10 @@ def load_checkpoint_weights(model, arrays, source_format=None):
         "timm": load_timm_state_dict,
         "transformers": load_transformers_state_dict,
     }[source_format]
-    return loader(model, arrays)
+    try:
+        return loader(model, arrays)
+    except KeyError as error:
+        raise _incomplete(error, source_format) from None
 
 
 def read_hf_config(path):

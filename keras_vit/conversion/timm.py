@@ -69,6 +69,9 @@ def vit_config_from_timm(state_dict, num_heads, image_size=None):
         "hybrid_layers": hybrid_layers,
     }
     head = state_dict.get("head.weight")
+    if (head is None) != ("head.bias" not in state_dict):
+        present = "head.weight" if head is not None else "head.bias"
+        raise KeyError(f"The classifier is half there: the checkpoint has {present!r} but not its partner.")
     classifier = {
         "num_classes": 0 if head is None else to_numpy(head).shape[0],
         "pooling": "token" if use_class_token and "fc_norm.weight" not in state_dict else "gap",

@@ -100,3 +100,67 @@ def set_loss_terms(logits, boxes, target_labels, target_boxes, target_mask, quer
         "loss_giou": loss_giou,
         "cardinality_error": cardinality_error,
     }
+
+
+def check_targets(labels, boxes, mask=None, num_classes=None, finite_predictions=None, where="the batch"):
+    """Raises a `ValueError` naming the image, slot and value of the first bad
+    target (numpy, on the host; also called from the training step through
+    `keras_vit.backend.host_callback.host_check`).
+
+    Args:
+        labels: `(B, T)` int class ids in `[0, num_classes)`, -1 for padding
+            (or any value where `mask` is False).
+        boxes: `(B, T, 4)`; must be finite on real targets.
+        mask: optional `(B, T)` bool, True on real targets.
+        num_classes: the model's number of object classes.
+        finite_predictions: optional `(B,)` bool, whether each image's
+            predicted logits and boxes (every decoder layer) are finite.
+        where: words for the position of image 0 (`"the batch"`, `"y"`).
+    """
+    import numpy as np
+
+    labels = np.asarray(labels)
+    boxes = np.asarray(boxes)
+    if labels.ndim != 2 or boxes.shape != labels.shape + (4,):
+        raise ValueError(
+            "DETR targets must be labels (B, T) and boxes (B, T, 4) padded to T per image. "
+            f"Received: labels.shape={labels.shape}, boxes.shape={boxes.shape}"
+        )
+    real = labels >= 0 if mask is None else np.asarray(mask, bool)
+    if mask is None:
+        bad = np.argwhere(labels < -1)
+        if len(bad):
+            b, t = bad[0]
+            raise ValueError(
+                f"DETR target label {labels[b, t]} at image {b} of {where}, slot {t}: labels are class ids in "
+                f"[0, {num_classes}) and -1 marks padding (or pass a 'mask'). Fix the label."
+            )
+    out_of_range = real & ((labels < 0) | (labels >= num_classes))
+    if out_of_range.any():
+        b, t = np.argwhere(out_of_range)[0]
+        value = labels[b, t]
+        hint = (
+            f" {num_classes} is the 'no object' class: class ids run from 0 to {num_classes - 1} "
+            f"(build the model with num_classes={value + 1} if this class is real)"
+            if value == num_classes
+            else f" Build the model with num_classes > {value} or fix the label."
+        )
+        raise ValueError(
+            f"DETR target label {value} at image {b} of {where}, slot {t} is outside [0, {num_classes}).{hint}"
+        )
+    finite = np.isfinite(boxes.astype("float64")).all(axis=-1)
+    bad = np.argwhere(real & ~finite)
+    if len(bad):
+        b, t = bad[0]
+        raise ValueError(
+            f"DETR target box {boxes[b, t].tolist()} at image {b} of {where}, slot {t} is not finite. "
+            "Remove the object or fix its box."
+        )
+    if finite_predictions is not None:
+        bad = np.flatnonzero(~np.asarray(finite_predictions, bool))
+        if len(bad):
+            raise ValueError(
+                f"DETR's predicted logits or boxes are NaN or inf for image(s) {bad.tolist()} of {where}, so the "
+                "matching cost is not finite. An input image holds NaN/inf, or training diverged (lower the "
+                "learning rate, clip gradients, or use float32 instead of mixed precision)."
+            )

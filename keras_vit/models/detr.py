@@ -1,3 +1,5 @@
+import contextlib
+
 import keras
 from keras import ops
 
@@ -8,6 +10,7 @@ from keras_vit.layers.image_preprocessor import IMAGENET_MEAN
 from keras_vit.layers.image_preprocessor import IMAGENET_STD
 from keras_vit.layers.sine_position_encoding import SinePositionEncoding
 from keras_vit.models.task import Task
+from keras_vit.losses.detr_set_loss import check_targets
 from keras_vit.losses.detr_set_loss import hungarian_matching_cost
 from keras_vit.losses.detr_set_loss import sanitize_targets
 from keras_vit.losses.detr_set_loss import set_loss_terms
@@ -41,6 +44,22 @@ def _unpack_inputs(inputs):
         shape = ops.shape(images)
         mask = ops.ones((shape[0], shape[1], shape[2]), "bool")
     return images, ops.cast(mask, "bool")
+
+
+@contextlib.contextmanager
+def _host_check_errors():
+    """A failed step check surfaces as a plain ValueError, not wrapped in the
+    backend's runtime error (jax's `JaxRuntimeError`, TensorFlow's
+    `InvalidArgumentError`) with a traceback of the callback machinery."""
+    from keras_vit.backend.host_callback import host_error_message
+
+    try:
+        yield
+    except Exception as error:
+        message = host_error_message(error)
+        if message is None:
+            raise
+        raise ValueError(message) from None
 
 
 def image_sizes_from_mask(pixel_mask):
@@ -165,11 +184,12 @@ class DETR(Task, keras.Model):
         if matching not in MATCHING_METHODS:
             raise ValueError(f"matching must be one of {MATCHING_METHODS}. Received: matching={matching!r}")
         self.matching = matching
-        if matching == "host":
-            from keras_vit.backend.host_callback import callback_compiles
+        from keras_vit.backend.host_callback import callback_compiles
 
-            # Lets jit_compile="auto" skip XLA where the host callback cannot run in it.
-            self.supports_jit = callback_compiles()
+        # The training step checks its targets and predictions through a host
+        # callback (and matches through one with matching="host"): this lets
+        # jit_compile="auto" skip XLA where such a callback cannot run in it.
+        self.supports_jit = callback_compiles()
 
         policy = self.dtype_policy
         self.input_projection = keras.layers.Conv2D(self.hidden_dim, 1, dtype=policy, name="input_projection")
@@ -283,6 +303,37 @@ class DETR(Task, keras.Model):
 
     # ------------------------------------------------------------------ loss
 
+    def _check_host_targets(self, y):
+        """Targets given as arrays are checked whole, before any step runs."""
+        if not isinstance(y, dict) or "labels" not in y or "boxes" not in y:
+            return
+        try:
+            labels, boxes = ops.convert_to_numpy(y["labels"]), ops.convert_to_numpy(y["boxes"])
+            mask = ops.convert_to_numpy(y["mask"]) if "mask" in y else None
+        except Exception:  # symbolic or foreign values: the step checks them
+            return
+        check_targets(labels, boxes, mask, self.num_classes, where="y")
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_host_targets(y)
+        with _host_check_errors():
+            return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_host_targets(y)
+        with _host_check_errors():
+            return super().evaluate(x, y, *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, *args, **kwargs):
+        self._check_host_targets(y)
+        with _host_check_errors():
+            return super().train_on_batch(x, y, *args, **kwargs)
+
+    def test_on_batch(self, x, y=None, *args, **kwargs):
+        self._check_host_targets(y)
+        with _host_check_errors():
+            return super().test_on_batch(x, y, *args, **kwargs)
+
     def _targets(self, x, y):
         if not isinstance(y, dict) or "boxes" not in y or "labels" not in y:
             raise ValueError(
@@ -301,10 +352,14 @@ class DETR(Task, keras.Model):
         boxes = convert_format(boxes, self.bounding_box_format, "rel_center_xywh", image_size)
         return sanitize_targets(labels, boxes, mask)
 
-    def _match(self, logits, boxes, labels, target_boxes, mask):
+    def _match(self, logits, boxes, labels, target_boxes, mask, after=None):
         cost = hungarian_matching_cost(
             logits, boxes, labels, target_boxes, self.class_cost, self.box_cost, self.giou_cost
         )
+        if after is not None:
+            # A data dependency (adding 0): the step's check runs before the
+            # matching, so that bad values are reported by the check.
+            cost = cost + ops.cast(after, cost.dtype)
         return linear_sum_assignment(cost, mask, method=self.matching)
 
     @property
@@ -317,6 +372,10 @@ class DETR(Task, keras.Model):
         (auxiliary), each an unweighted float32 scalar, plus `"loss"`, the
         weighted total."""
         labels, boxes, mask = self._targets(x, y)
+        # Bad targets and non-finite predictions raise here, naming the image
+        # and slot, before the matching (scipy would fail on a NaN cost and the
+        # in-graph solver would give NaN weights).
+        checked = self._check_step(y, y_pred)
         num_boxes = ops.maximum(ops.sum(ops.cast(mask, "float32")), 1.0)
         layers = [(y_pred["logits"], y_pred["boxes"], "")]
         if self.auxiliary_loss:
@@ -329,15 +388,39 @@ class DETR(Task, keras.Model):
         for logits, pred_boxes, suffix in layers:
             logits = ops.cast(logits, "float32")
             pred_boxes = ops.cast(pred_boxes, "float32")
-            query_index = self._match(logits, pred_boxes, labels, boxes, mask)
+            query_index = self._match(logits, pred_boxes, labels, boxes, mask, after=checked)
             layer_terms = set_loss_terms(
                 logits, pred_boxes, labels, boxes, mask, query_index, num_boxes, self.no_object_weight
             )
             for name, value in layer_terms.items():
                 terms[name + suffix] = value
                 total = total + weights.get(name, 0.0) * value
-        terms["loss"] = total
+        terms["loss"] = total + ops.cast(checked, "float32")
         return terms
+
+    def _check_step(self, y, y_pred):
+        from keras_vit.backend.host_callback import host_check
+
+        def finite(value):
+            value = ops.cast(value, "float32")
+            return ops.all(ops.reshape(ops.isfinite(value), (ops.shape(value)[0], -1)), axis=1)
+
+        predictions = [y_pred[k] for k in ("logits", "boxes", "aux_logits", "aux_boxes") if k in y_pred]
+        finite_predictions = finite(predictions[0])
+        for value in predictions[1:]:
+            finite_predictions = finite_predictions & finite(value)
+        labels = ops.convert_to_tensor(y["labels"])
+        mask = ops.cast(y["mask"], "bool") if "mask" in y else labels >= -1  # -1 pads; < -1 is reported
+        has_mask = "mask" in y
+
+        def check(labels, boxes, mask, finite_predictions):
+            check_targets(
+                labels, boxes, mask if has_mask else None, self.num_classes, finite_predictions, where="the batch"
+            )
+
+        return host_check(
+            check, [ops.cast(labels, "int32"), ops.cast(y["boxes"], "float32"), mask, finite_predictions]
+        )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if sample_weight is not None:

@@ -3,6 +3,7 @@
 import keras
 from keras import tree
 
+from keras_vit.backend.jax_state import weights_lost as _weights_lost
 from keras_vit.presets.registry import ClassPresets
 
 
@@ -73,6 +74,16 @@ class Task:
         if shape is not None and len(shape) >= 1 and shape[0] == 0:
             raise ValueError(f"The input batch is empty (shape {tuple(shape)}). Pass at least one image.")
 
+    def _check_weights_present(self, training=False):
+        """After a failed JAX `fit`, says how to get the weights back."""
+        if getattr(self, "_keras_vit_weights_lost", False) and _weights_lost(self, optimizer=training):
+            raise RuntimeError(
+                f"This {type(self).__name__} lost its weights when an earlier fit() failed inside a training step "
+                "(on JAX the step owns the weights' memory while it runs). Load them again: "
+                "from_preset(...), load_weights(...), or the run's backup/ checkpoint"
+                + (", and compile() again for a new optimizer state." if training else ".")
+            )
+
     def _preprocess_batch(self, data):
         preprocessor = getattr(self, "preprocessor", None)
         if preprocessor is None:
@@ -114,14 +125,26 @@ class Task:
         x = preprocessor.compute_output_spec(x)
         return super()._symbolic_build(data_batch=keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
 
-    def fit(self, x=None, y=None, *args, **kwargs):
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, *args, **kwargs):
+        from keras_vit.backend.jax_state import variables_kept_on_failure
+
+        self._check_weights_present(training=True)
         self.check_raw_inputs(x)
-        return super().fit(x, y, *args, **kwargs)
+        with variables_kept_on_failure(self, training=True):
+            return super().fit(x, y, batch_size, epochs, verbose, callbacks, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
+        from keras_vit.backend.jax_state import variables_kept_on_failure
+
+        self._check_weights_present()
         self.check_raw_inputs(x)
-        return super().evaluate(x, y, *args, **kwargs)
+        with variables_kept_on_failure(self):
+            return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
+        from keras_vit.backend.jax_state import variables_kept_on_failure
+
+        self._check_weights_present()
         self.check_raw_inputs(x)
-        return super().predict(x, *args, **kwargs)
+        with variables_kept_on_failure(self):
+            return super().predict(x, *args, **kwargs)

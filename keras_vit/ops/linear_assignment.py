@@ -78,7 +78,9 @@ def linear_sum_assignment_ops(cost, target_mask=None):
     """
     cost = ops.convert_to_tensor(cost)
     _check(cost, target_mask)
-    batch, num_queries, num_targets = cost.shape
+    _, num_queries, num_targets = cost.shape
+    # The batch may be unknown while tracing (TensorFlow's partial last batch).
+    batch = ops.shape(cost)[0]
     if num_targets > num_queries:
         raise ValueError(
             f"num_targets={num_targets} exceeds num_queries={num_queries}: every target "
@@ -88,6 +90,11 @@ def linear_sum_assignment_ops(cost, target_mask=None):
     # Rows are targets (n), columns are queries (m), both 1-based; index 0 is
     # the algorithm's virtual row/column. (B, Q, T) -> (B, T, Q)
     rows_cost = ops.transpose(ops.cast(cost, dtype), (0, 2, 1))
+    # A NaN or inf cost would keep the search below from ever finishing (and
+    # an inf one is no cost to compare). Callers that can get such costs check
+    # for them (DETR does, naming the images); here they count as 0 so that
+    # the solver always ends.
+    rows_cost = ops.where(ops.isfinite(rows_cost), rows_cost, ops.zeros_like(rows_cost))
     if target_mask is not None:
         mask = ops.cast(target_mask, "bool")
         rows_cost = ops.where(mask[:, :, None], rows_cost, ops.zeros_like(rows_cost))

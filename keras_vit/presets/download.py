@@ -147,5 +147,7 @@ def _transfer(url, partial, target, progress):
             f"Could not download {url} ({error}). If this machine has no network, "
             "download the file elsewhere and pass its local path to from_preset "
             "(a .npz, .safetensors, .pth or .bin checkpoint, or a preset "
-            f"directory), or copy it to {target}."
+            "directory; keep the release's file or folder name, e.g. "
+            "deit_small_patch16_224.fb_in1k/model.safetensors, or its config.json "
+            f"beside it, so that its normalisation is known), or copy it to {target}."
         ) from error

@@ -13,6 +13,7 @@ resolution. Model classes are imported inside them, never at import time.
 
 import copy
 import inspect
+import os
 
 from keras_vit.presets.registry import PresetFamily
 from keras_vit.presets.registry import register_family
@@ -284,6 +285,37 @@ def _set_weights(layer, target_layer):
     target_layer.set_weights(values)
 
 
+def _release_of_file(path):
+    """The preset whose release a checkpoint file is, told by its file or folder
+    name, for the normalisation a bare file does not state (a DeiT file
+    downloaded by hand, as the offline instructions say, must keep DeiT's
+    ImageNet mean/std). Names as the releases ship them are recognised: the
+    hub repo (`deit_small_patch16_224.fb_in1k/model.safetensors`, the cache's
+    `timm--deit_small_patch16_224.fb_in1k--model.safetensors`) or the
+    architecture (`deit_small_patch16_224-cd65a155.pth`). None when no name,
+    or names of releases that normalise differently, match."""
+    if not path:
+        return None
+    names = [os.path.basename(path), os.path.basename(os.path.dirname(os.path.abspath(path)))]
+    matches = {}
+    for preset, entry in VIT_PRESETS.items():
+        repo = entry["source"].split("/")[-1]  # deit_small_patch16_224.fb_in1k
+        architecture = repo.split(".")[0]
+        for name in names:
+            if repo in name:
+                matches.setdefault(2, set()).add(preset)
+            elif name.startswith(architecture + "-") or name.startswith(architecture + "."):
+                matches.setdefault(1, set()).add(preset)
+    for rank in (2, 1):
+        found = matches.get(rank, set())
+        normalisations = {tuple(map(tuple, (VIT_PRESETS[p]["preprocessing"]["mean"], VIT_PRESETS[p]["preprocessing"]["std"]))) for p in found}
+        if len(normalisations) == 1:
+            return sorted(found)[0]
+        if found:
+            return None  # names of releases that normalise differently: nothing guessed
+    return None
+
+
 def _read_checkpoint(arrays, path, hf_config, kwargs):
     """The `ViT` config of an original `.npz`, timm or transformers checkpoint, or None."""
     from keras_vit.conversion.checkpoint import config_from_checkpoint
@@ -301,6 +333,10 @@ def _read_checkpoint(arrays, path, hf_config, kwargs):
     timm_cfg = (hf_config or {}).get("pretrained_cfg") or {}
     if "mean" in timm_cfg and "std" in timm_cfg:  # timm's config.json states its normalisation
         preprocessing.update(mean=tuple(timm_cfg["mean"]), std=tuple(timm_cfg["std"]))
+    else:
+        release = _release_of_file(path)
+        if release is not None:
+            preprocessing.update({k: VIT_PRESETS[release]["preprocessing"][k] for k in ("mean", "std")})
     return {
         "backbone": serialized("keras_vit>ViTBackbone", config["backbone"]),
         **config["classifier"],

@@ -45,6 +45,82 @@ def file_lock(path):
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _read_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # once, at import: reading it sets it for a moment
+
+
+def _plain_permissions(path, directory=False):
+    """`tempfile` creates private (0600/0700) entries; a user's files get the
+    permissions any other file of theirs would (0666/0777 less the umask)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
+
+
+def _owner_tag():
+    """Staging names carry the writer's host and pid, so that the leftovers of
+    a killed writer can be told from the work of a live one."""
+    import socket
+
+    host = "".join(c for c in socket.gethostname() if c.isalnum())[:20] or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _owner_is_dead(name):
+    import socket
+
+    host = "".join(c for c in socket.gethostname() if c.isalnum())[:20] or "host"
+    for part in name.split("."):
+        if part.startswith(host + "-"):
+            pid = part[len(host) + 1:].split("_")[0]
+            if not pid.isdigit():
+                return False
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return True
+            except OSError:
+                return False
+            return False
+    return False
+
+
+def remove_leftovers(path):
+    """Removes the staging files and directories that killed writers left
+    next to `path` (same host, process gone); a live writer's stay."""
+    parent = os.path.dirname(os.path.abspath(path))
+    prefix = f".{os.path.basename(path)}."
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix) or not name.endswith((".partial", ".tmp", ".old")):
+            continue
+        if not _owner_is_dead(name[len(prefix):]):
+            continue
+        full = os.path.join(parent, name)
+        if os.path.isdir(full):
+            shutil.rmtree(full, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(full)
+
+
+def pause_for_tests():
+    """Sleeps `$KERAS_VIT_TEST_WRITE_PAUSE` seconds (unset: not at all) while
+    a write is staged but not yet in place. The crash tests set it so that a
+    kill lands in the middle of a save; nothing else should."""
+    seconds = os.environ.get("KERAS_VIT_TEST_WRITE_PAUSE")
+    if seconds:
+        import time
+
+        time.sleep(float(seconds))
+
+
 def _fsync_directory(path):
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -83,41 +159,49 @@ def write_json_atomically(path, data):
 def write_bytes_atomically(path, payload):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{_owner_tag()}_", suffix=".tmp", dir=directory)
     try:
+        _plain_permissions(staging)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        pause_for_tests()
         os.replace(staging, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(staging)
         raise
     _fsync_directory(directory)
+    remove_leftovers(path)
 
 
 def atomic_file(path):
     """A unique temporary path next to `path`; call `commit_file(tmp, path)` when written."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{_owner_tag()}_", suffix=".tmp", dir=directory)
     os.close(fd)
+    _plain_permissions(staging)
     return staging
 
 
 def commit_file(staging, path):
     with open(staging, "rb") as f:
         os.fsync(f.fileno())
+    pause_for_tests()
     os.replace(staging, path)
     _fsync_directory(os.path.dirname(os.path.abspath(path)))
+    remove_leftovers(path)
 
 
 def staging_directory(directory):
     """A fresh, unique directory next to `directory` to write into."""
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.", suffix=".partial", dir=parent)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.{_owner_tag()}_", suffix=".partial", dir=parent)
+    _plain_permissions(staging, directory=True)
+    return staging
 
 
 def replace_directory(staging, directory):
@@ -132,12 +216,14 @@ def replace_directory(staging, directory):
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
+    pause_for_tests()
     old = None
     if os.path.lexists(directory):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.", suffix=".old", dir=os.path.dirname(os.path.abspath(directory)))
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.{_owner_tag()}_", suffix=".old", dir=os.path.dirname(os.path.abspath(directory)))
         os.rmdir(old)
         os.replace(directory, old)
     os.replace(staging, directory)
     _fsync_directory(os.path.dirname(os.path.abspath(directory)))
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    remove_leftovers(directory)

@@ -256,3 +256,36 @@ def test_timm_file_without_a_config_asks_for_the_head_count(tmp_path):
     safetensors_numpy.save_file(_state_dict_numpy(reference), str(tmp_path / "vit.safetensors"))
     with pytest.raises(ValueError, match=r"attention heads .* not stored .* Pass num_heads="):
         ViT.from_preset(str(tmp_path / "vit.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "relative, mean",
+    [
+        # As the offline instructions have users fetch them: the hub repo's
+        # folder, the cache's own name, the original DeiT release's .pth name.
+        ("deit_small_patch16_224.fb_in1k/model.safetensors", (0.485, 0.456, 0.406)),
+        ("timm--deit_tiny_patch16_224.fb_in1k--model.safetensors", (0.485, 0.456, 0.406)),
+        ("deit_base_patch16_224-b5f2ef4d.safetensors", (0.485, 0.456, 0.406)),
+        ("vit_base_patch16_224.augreg_in21k_ft_in1k/model.safetensors", (0.5, 0.5, 0.5)),
+        ("my_weights.safetensors", (0.5, 0.5, 0.5)),
+    ],
+)
+def test_a_release_file_keeps_its_normalisation_without_a_config(tmp_path, relative, mean):
+    reference = _tiny_timm()
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    safetensors_numpy.save_file(_state_dict_numpy(reference), str(path))
+    model = ViT.from_preset(str(path), num_heads=4)
+    assert model.preprocessor.mean == mean
+    assert model.preprocessor.std == ((0.229, 0.224, 0.225) if mean[0] != 0.5 else (0.5, 0.5, 0.5))
+
+
+@pytest.mark.parametrize(
+    "drop",
+    ["blocks.0.", "blocks.1.mlp.fc2.weight", "blocks.0.attn.qkv.bias", "norm.weight", "head.weight", "cls_token"],
+)
+def test_a_partial_timm_checkpoint_is_refused(tmp_path, drop):
+    state_dict = {k: v for k, v in _state_dict_numpy(_tiny_timm()).items() if not k.startswith(drop)}
+    safetensors_numpy.save_file(state_dict, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(ValueError, match=r"incomplete|no place|has shape"):
+        ViT.from_preset(str(tmp_path / "partial.safetensors"), num_heads=4)

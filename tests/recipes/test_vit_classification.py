@@ -26,8 +26,10 @@ def test_smoke_run_writes_everything(tmp_path):
     output = str(tmp_path / "run")
     results = vit_classification.run(config, output, verbose=0)
     assert 0.0 <= results["test_accuracy"] <= 1.0 and np.isfinite(results["test_loss"])
-    for name in ("results.json", "attention_maps.png", "checkpoint.weights.h5"):
+    for name in ("results.json", "attention_maps.png", "training_curve.png"):
         assert os.path.isfile(os.path.join(output, name)), name
+    # The backup is gone once every output is in place.
+    assert not os.path.exists(os.path.join(output, "backup"))
     with open(os.path.join(output, "results.json")) as f:
         assert json.load(f)["test_accuracy"] == results["test_accuracy"]
     model = keras_vit.ViT.from_preset(os.path.join(output, "preset"))

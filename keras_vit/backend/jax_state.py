@@ -1,0 +1,71 @@
+"""Keeps a JAX model's variables attached when `fit`/`evaluate`/`predict` fails.
+
+Why backend code here: Keras's JAX trainer detaches every variable's value
+(`_purge_model_variables`) when a loop starts and passes the values through
+its compiled step functionally; it re-attaches them after the loop
+(`jax_state_sync`). When the first training step raises, or any evaluate or
+predict step does (a bad target found inside the step, a shape error), the
+variables stay detached and every later call fails with `'NoneType' object is
+not callable`. JAX arrays are immutable, so holding references to the values
+as they were costs no copy; on failure the detached variables get them back.
+Other backends never detach values, and this does nothing there.
+
+`fit` is different: its compiled step donates the variables' buffers, so once
+a training step has started they are gone and nothing can be put back. When
+`fit` fails on JAX and values were lost, the model is marked, and its next
+call raises a clear error (reload the weights) instead of JAX's
+"Array has been deleted".
+"""
+
+import contextlib
+
+import keras
+
+
+class _Guard:
+    def __init__(self, model):
+        self.model = model
+        self.values = None
+
+    def capture(self):
+        model = self.model
+        variables = list(model.variables)
+        if getattr(model, "optimizer", None) is not None:
+            variables += list(model.optimizer.variables)
+        variables += list(getattr(model, "metrics_variables", []))
+        self.values = [(v, v._value) for v in variables]
+
+    def restore(self):
+        for variable, value in self.values or ():
+            if variable._value is None and value is not None:
+                variable._value = value
+
+
+@contextlib.contextmanager
+def variables_kept_on_failure(model, training=False):
+    """Context for one `fit` (training=True), `evaluate` or `predict` call."""
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    guard = _Guard(model)
+    guard.capture()
+    try:
+        yield
+    except BaseException:
+        guard.restore()
+        if training and weights_lost(model):
+            model._keras_vit_weights_lost = True
+        raise
+
+
+def weights_lost(model, optimizer=False):
+    """Whether any of the model's weights (and the optimizer's variables when
+    `optimizer`) lost its value (a donated buffer)."""
+    variables = list(model.weights)
+    if optimizer and getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    for variable in variables:
+        value = variable._value
+        if value is None or (hasattr(value, "is_deleted") and value.is_deleted()):
+            return True
+    return False
