@@ -7,6 +7,8 @@ from keras_vit.backbones.resnet_backbone import ResNetBackbone
 from keras_vit.backbones.vit_backbone import ViTBackbone
 from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
 from keras_vit.models.detr import DETR
+from keras_vit.models.dpt import DPTDepthEstimator
+from keras_vit.models.dpt import DPTImageSegmenter
 from keras_vit.models.vit import ViT
 from keras_vit.presets import list_presets
 from keras_vit.presets import preset_cache_dir
@@ -14,6 +16,8 @@ from keras_vit.version import __version__
 
 __all__ = [
     "DETR",
+    "DPTDepthEstimator",
+    "DPTImageSegmenter",
     "ResNetBackbone",
     "ViT",
     "ViTBackbone",

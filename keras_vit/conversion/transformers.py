@@ -89,18 +89,34 @@ def load_transformers_state_dict(model, state_dict):
     """
     state_dict = TrackedDict(state_dict)
     prefix = _prefix(state_dict)
+    load_transformers_backbone(model.backbone, state_dict, prefix)
+    if model.representation_size is not None:
+        linear(model.get_layer("pre_logits"), state_dict, "pooler.dense")
+    if model.num_classes:
+        linear(model.get_layer("head"), state_dict, "classifier")
+    ignore = () if model.representation_size is not None else ("pooler.",)
+    check_all_used(state_dict, state_dict.used, "transformers", ignore=ignore)
+    return model
+
+
+def load_transformers_backbone(backbone, state_dict, prefix, position_embedding=None):
+    """The encoder of a transformers ViT-layout state dict (`{prefix}embeddings`,
+    `{prefix}encoder.layer.{i}` or `{prefix}layers.{i}`, `{prefix}layernorm`)
+    into a `ViTBackbone`. `position_embedding`, when given, replaces the
+    checkpoint's table (e.g. resized to another grid by the caller)."""
     names = _names(state_dict, prefix)
-    backbone = model.backbone
     emb = f"{prefix}embeddings"
-    conv2d(
-        backbone.get_layer("patch_embedding").projection,
-        state_dict,
-        f"{emb}.patch_embeddings.projection",
-    )
+    if backbone.hybrid_layers is None:
+        conv2d(
+            backbone.get_layer("patch_embedding").projection,
+            state_dict,
+            f"{emb}.patch_embeddings.projection",
+        )
     assign(backbone.get_layer("class_token").token, state_dict[f"{emb}.cls_token"], f"{emb}.cls_token")
+    table = state_dict[f"{emb}.position_embeddings"]
     assign(
         backbone.get_layer("position_embedding").embedding,
-        state_dict[f"{emb}.position_embeddings"],
+        table if position_embedding is None else position_embedding,
         f"{emb}.position_embeddings",
     )
     for i in range(backbone.num_layers):
@@ -118,10 +134,3 @@ def load_transformers_state_dict(model, state_dict):
         linear(block.fc1, state_dict, f"{layer}.{names['fc1']}")
         linear(block.fc2, state_dict, f"{layer}.{names['fc2']}")
     layer_norm(backbone.get_layer("encoder_norm"), state_dict, f"{prefix}layernorm")
-    if model.representation_size is not None:
-        linear(model.get_layer("pre_logits"), state_dict, "pooler.dense")
-    if model.num_classes:
-        linear(model.get_layer("head"), state_dict, "classifier")
-    ignore = () if model.representation_size is not None else ("pooler.",)
-    check_all_used(state_dict, state_dict.used, "transformers", ignore=ignore)
-    return model

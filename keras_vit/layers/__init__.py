@@ -3,6 +3,11 @@ from keras_vit.layers.class_token import ClassToken
 from keras_vit.layers.detr_attention import DETRAttention
 from keras_vit.layers.detr_transformer_layers import DETRDecoderLayer
 from keras_vit.layers.detr_transformer_layers import DETREncoderLayer
+from keras_vit.layers.dpt_depth_head import DPTDepthHead
+from keras_vit.layers.dpt_fusion import DPTFusionBlock
+from keras_vit.layers.dpt_fusion import DPTResidualConvUnit
+from keras_vit.layers.dpt_reassemble import DPTReassemble
+from keras_vit.layers.dpt_segmentation_head import DPTSegmentationHead
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
 from keras_vit.layers.layer_scale import LayerScale
@@ -21,6 +26,11 @@ __all__ = [
     "DETRAttention",
     "DETRDecoderLayer",
     "DETREncoderLayer",
+    "DPTDepthHead",
+    "DPTFusionBlock",
+    "DPTReassemble",
+    "DPTResidualConvUnit",
+    "DPTSegmentationHead",
     "DropPath",
     "LayerScale",
     "MultiHeadSelfAttention",

@@ -131,7 +131,14 @@ class Task:
         self._check_weights_present(training=True)
         self.check_raw_inputs(x)
         with variables_kept_on_failure(self, training=True):
-            return super().fit(x, y, batch_size, epochs, verbose, callbacks, *args, **kwargs)
+            history = super().fit(x, y, batch_size, epochs, verbose, callbacks, *args, **kwargs)
+            # JAX dispatches steps asynchronously: an error raised inside the
+            # last steps (a failed check) surfaces only when their results are
+            # read. Reading the step counter here makes it surface from fit().
+            optimizer = getattr(self, "optimizer", None)
+            if optimizer is not None:
+                keras.ops.convert_to_numpy(optimizer.iterations)
+            return history
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         from keras_vit.backend.jax_state import variables_kept_on_failure

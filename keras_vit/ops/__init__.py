@@ -8,6 +8,7 @@ from keras_vit.ops.box_ops import generalized_box_iou
 from keras_vit.ops.box_ops import xyxy_to_center_xywh
 from keras_vit.ops.interpolation import interpolation_matrix
 from keras_vit.ops.interpolation import resize_grid
+from keras_vit.ops.interpolation import resize_images
 from keras_vit.ops.interpolation import resize_position_embedding
 from keras_vit.ops.linear_assignment import linear_sum_assignment
 from keras_vit.ops.linear_assignment import linear_sum_assignment_host
@@ -24,6 +25,7 @@ __all__ = [
     "linear_sum_assignment_host",
     "linear_sum_assignment_ops",
     "resize_grid",
+    "resize_images",
     "resize_position_embedding",
     "xyxy_to_center_xywh",
 ]

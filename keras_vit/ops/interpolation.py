@@ -191,3 +191,32 @@ def resize_position_embedding(
     grid = grid.reshape(1, target_h * target_w, -1)
     out = np.concatenate([prefix, grid], axis=1)
     return out[0] if squeeze else out
+
+
+def resize_images(images, size, method="bilinear", align_corners=False):
+    """Resizes a `(B, h, w, C)` tensor to `(B, size[0], size[1], C)` in `keras.ops`.
+
+    The same 1-D matrices as `interpolation_matrix`, applied as two matrix
+    products, so every backend gives torch's `interpolate(mode=method,
+    align_corners=...)` (DPT's fusion blocks and heads upsample with
+    `align_corners=True`, which `keras.ops.image.resize` cannot do). The
+    input's spatial size must be known when the graph is built.
+    """
+    from keras import ops
+
+    height, width = images.shape[1], images.shape[2]
+    if height is None or width is None:
+        raise ValueError(
+            "resize_images needs the input's height and width when the graph is built; "
+            f"received a tensor of shape {tuple(images.shape)}. Build the model for a fixed image size."
+        )
+    out_h, out_w = (int(s) for s in size)
+    if (out_h, out_w) == (height, width):
+        return images
+    dtype = images.dtype
+    rows = ops.convert_to_tensor(interpolation_matrix(height, out_h, method, align_corners).astype("float32"))
+    cols = ops.convert_to_tensor(interpolation_matrix(width, out_w, method, align_corners).astype("float32"))
+    x = ops.cast(images, "float32")
+    x = ops.einsum("Hh,bhwc->bHwc", rows, x)
+    x = ops.einsum("Ww,bHwc->bHWc", cols, x)
+    return ops.cast(x, dtype)

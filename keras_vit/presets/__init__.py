@@ -1,10 +1,12 @@
 """Presets: the registry, the preset directory format and the families' tables.
 
-Importing this package registers the built-in families (`vit`, `detr`); it
+Importing this package registers the built-in families (`vit`, `detr`,
+`dpt_depth`, `dpt_segmentation`); it
 imports no model module (tests/presets/test_registry.py checks it).
 """
 
 from keras_vit.presets import detr_presets
+from keras_vit.presets import dpt_presets
 from keras_vit.presets import vit_presets
 from keras_vit.presets.detr_presets import DETR_PRESETS
 from keras_vit.presets.preset_directory import preset_cache_dir
@@ -18,6 +20,7 @@ __all__ = [
     "PresetFamily",
     "VIT_PRESETS",
     "detr_presets",
+    "dpt_presets",
     "list_presets",
     "preset_cache_dir",
     "register_family",

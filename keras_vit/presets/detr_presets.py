@@ -21,6 +21,7 @@ import numpy as np
 from keras_vit.presets.registry import PresetFamily
 from keras_vit.presets.registry import register_family
 from keras_vit.presets.registry import serialized
+from keras_vit.presets.registry import transfer_by_path
 
 DETR_PRESETS = {
     "detr_r50": {
@@ -144,16 +145,7 @@ def override(config, kwargs):
     return native, target
 
 
-def transfer_weights(source, target):
-    """Copies every variable whose path (below the model name) and shape match."""
-    by_path = {v.path.split("/", 1)[-1]: v for v in source.weights}
-    copied = 0
-    for variable in target.weights:
-        match = by_path.get(variable.path.split("/", 1)[-1])
-        if match is not None and tuple(match.shape) == tuple(variable.shape):
-            variable.assign(match.value)
-            copied += 1
-    return copied
+transfer_weights = transfer_by_path
 
 
 def _read_checkpoint(arrays, path, hf_config, kwargs):

@@ -74,6 +74,19 @@ def serialized(registered, config):
     return {"registered_name": registered, "class_name": registered.split(">")[1], "module": None, "config": dict(config)}
 
 
+def transfer_by_path(source, target):
+    """A family `transfer`: copies every variable whose path (below the model
+    name) and shape match; returns how many were copied."""
+    by_path = {v.path.split("/", 1)[-1]: v for v in source.weights}
+    copied = 0
+    for variable in target.weights:
+        match = by_path.get(variable.path.split("/", 1)[-1])
+        if match is not None and tuple(match.shape) == tuple(variable.shape):
+            variable.assign(match.value)
+            copied += 1
+    return copied
+
+
 def register_family(family):
     """Adds a family; its preset names must not clash with another family's."""
     if not isinstance(family, PresetFamily):

@@ -78,7 +78,7 @@ def test_list_presets_covers_every_family_with_a_filter():
     everything = keras_vit.list_presets()
     assert set(keras_vit.list_presets("vit")) | set(keras_vit.list_presets("detr")) == set(everything)
     assert "vit_b16" in everything and "detr_r50" in everything
-    with pytest.raises(ValueError, match=r"family must be one of \['detr', 'vit'\]"):
+    with pytest.raises(ValueError, match=r"family must be one of \['detr', 'dpt_depth', 'dpt_segmentation', 'vit'\]"):
         keras_vit.list_presets("dpt_nope")
 
 

@@ -1,0 +1,117 @@
+"""keras_vit's DPT equals transformers' DPTForDepthEstimation and
+DPTForSemanticSegmentation (auxiliary head included) with the same random
+weights, on odd tiny configs; configs and weights round-trip."""
+
+import numpy as np
+import pytest
+
+from keras_vit import ViTBackbone
+from keras_vit.conversion.dpt import load_transformers_dpt
+from keras_vit.models.dpt import DPTDepthEstimator
+from keras_vit.models.dpt import DPTImageSegmenter
+from reference_models import images
+from reference_models import max_abs_diff
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+TOLERANCE = 1e-4
+
+
+def _randomize(module, seed=0, std=0.1):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+            elif "layernorm" in name and name.endswith("weight"):
+                tensor.copy_(1.0 + torch.randn(tensor.shape, generator=generator) * std)
+            else:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * std)
+    return module.eval()
+
+
+def _config(**kwargs):
+    args = dict(
+        hidden_size=12, num_hidden_layers=4, num_attention_heads=3, intermediate_size=15, image_size=28,
+        patch_size=4, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[6, 8, 10, 12],
+        reassemble_factors=[4, 2, 1, 0.5], fusion_hidden_size=10, num_labels=5, layer_norm_eps=1e-12,
+        readout_type="project",
+    )
+    args.update(kwargs)
+    return transformers.DPTConfig(**args)
+
+
+def _backbone(config):
+    return ViTBackbone(
+        image_shape=(config.image_size, config.image_size, 3), patch_size=config.patch_size,
+        hidden_dim=config.hidden_size, num_layers=config.num_hidden_layers, num_heads=config.num_attention_heads,
+        mlp_dim=config.intermediate_size, layer_norm_epsilon=config.layer_norm_eps, gelu_approximate=False,
+    )
+
+
+def _arrangement(config):
+    return dict(
+        taps=[f"block_{i}" for i in config.backbone_out_indices], neck_widths=config.neck_hidden_sizes,
+        reassemble_factors=config.reassemble_factors, readout=config.readout_type,
+        fusion_width=config.fusion_hidden_size,
+    )
+
+
+@pytest.mark.parametrize("readout", ["project", "add", "ignore"])
+def test_depth_matches_transformers(readout):
+    config = _config(readout_type=readout)
+    reference = _randomize(transformers.DPTForDepthEstimation(config))
+    model = DPTDepthEstimator(_backbone(config), **_arrangement(config))
+    load_transformers_dpt(model, reference.state_dict())
+    x, x_torch = images((2, 28, 28, 3))
+    with torch.no_grad():
+        expected = reference(pixel_values=x_torch).predicted_depth
+    got = model(x)
+    # A 7x7 grid does not halve evenly: the fused maps grow 4 -> 8 -> 16 ->
+    # 32 -> 64 (each skip resized to them), and the head doubles that.
+    assert tuple(got.shape) == tuple(expected.shape) == (2, 128, 128)
+    assert max_abs_diff(got, expected) <= TOLERANCE
+
+
+def test_segmentation_with_auxiliary_head_matches_transformers():
+    config = _config(use_batch_norm_in_fusion_residual=True, use_auxiliary_head=True)
+    reference = _randomize(transformers.DPTForSemanticSegmentation(config))
+    model = DPTImageSegmenter(
+        _backbone(config), num_classes=5, use_batch_norm=True, **_arrangement(config)
+    )
+    load_transformers_dpt(model, reference.state_dict())
+    x, x_torch = images((2, 28, 28, 3), seed=1)
+    captured = {}
+    hook = reference.auxiliary_head.register_forward_hook(lambda m, i, o: captured.__setitem__("aux", o))
+    with torch.no_grad():
+        expected = reference(pixel_values=x_torch).logits
+    hook.remove()
+    got = model(x, training=False)
+    assert max_abs_diff(got["logits"], expected.permute(0, 2, 3, 1)) <= TOLERANCE
+    assert max_abs_diff(got["aux_logits"], captured["aux"].permute(0, 2, 3, 1)) <= TOLERANCE
+
+
+def test_save_and_load_round_trip(tmp_path):
+    config = _config()
+    model = DPTDepthEstimator(_backbone(config), **_arrangement(config), depth_scale=0.5, depth_shift=0.1)
+    x, _ = images((1, 28, 28, 3), seed=2)
+    expected = model(x)
+    model.save_to_preset(tmp_path / "dpt")
+    restored = DPTDepthEstimator.from_preset(str(tmp_path / "dpt"))
+    assert isinstance(restored, DPTDepthEstimator)
+    for key in ("taps", "neck_widths", "reassemble_factors", "readout", "fusion_width", "depth_scale", "depth_shift"):
+        assert restored.get_config()[key] == model.get_config()[key], key
+    assert max_abs_diff(restored(x), expected) <= 1e-6
+
+
+def test_bad_taps_are_named():
+    config = _config()
+    with pytest.raises(ValueError, match=r"taps \['block_9'\] are not features"):
+        DPTDepthEstimator(_backbone(config), **{**_arrangement(config), "taps": ["block_0", "block_1", "block_2", "block_9"]})
+    with pytest.raises(ValueError, match="same \\(non-zero\\) length"):
+        DPTDepthEstimator(_backbone(config), **{**_arrangement(config), "neck_widths": [6, 8]})
+    with pytest.raises(TypeError, match=r"\['taps_'\]"):
+        DPTDepthEstimator(_backbone(config), taps_=("block_0",))
