@@ -44,3 +44,22 @@ def to_numpy(x):
 
 def max_abs_diff(a, b):
     return float(np.max(np.abs(to_numpy(a).astype("float64") - to_numpy(b).astype("float64"))))
+
+
+def randomize_module(module, seed=0, std=0.3):
+    """Random parameters *and* BatchNorm statistics (running variance in
+    [0.5, 1.5)) for a torch module; LayerNorm gammas around one."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+            elif "layernorm" in name and name.endswith("weight"):
+                tensor.copy_(1.0 + torch.randn(tensor.shape, generator=generator) * std)
+            else:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * std)
+    return module.eval()

@@ -76,15 +76,46 @@ def load_segmentation_head(layer, state_dict, prefix="head"):
     conv2d(layer.classifier, state_dict, f"{prefix}.head.4")
 
 
+_BIT = "dpt.embeddings.backbone.bit."
+
+
+def _bit_to_timm(key):
+    """transformers' BiT names (DPT-Hybrid) -> timm's ResNetV2 names, which
+    keras_vit's hybrid loader reads: `embedder.convolution` -> `stem.conv`,
+    `embedder.norm` -> `stem.norm`, `encoder.stages.S.layers.I.*` ->
+    `stages.S.blocks.I.*` (block tensors keep their names)."""
+    rest = key[len(_BIT):]
+    rest = rest.replace("embedder.convolution.", "stem.conv.").replace("embedder.norm.", "stem.norm.")
+    if rest.startswith("encoder.stages."):
+        parts = rest.split(".")  # encoder stages S layers I ...
+        rest = ".".join(["stages", parts[2], "blocks", parts[4], *parts[5:]])
+    return "patch_embed.backbone." + rest
+
+
+def _load_bit_hybrid(backbone, state_dict):
+    """The ResNet of a transformers DPT-Hybrid and its 1x1 projection."""
+    from keras_vit.conversion.common import TrackedDict
+    from keras_vit.conversion.timm import _load_hybrid
+
+    names = {_bit_to_timm(k): k for k in state_dict if k.startswith(_BIT)}
+    renamed = TrackedDict({timm: state_dict[k] for timm, k in names.items()})
+    _load_hybrid(backbone, renamed)
+    for timm in renamed.used:
+        state_dict[names[timm]]  # read = placed
+    conv2d(backbone.get_layer("patch_embedding").projection, state_dict, "dpt.embeddings.projection")
+
+
 def load_transformers_dpt(model, state_dict):
     """A transformers `DPTForDepthEstimation` / `DPTForSemanticSegmentation`
-    state dict (plain ViT backbone) into a `DPTDepthEstimator` /
+    state dict (plain ViT or DPT-Hybrid backbone) into a `DPTDepthEstimator` /
     `DPTImageSegmenter` of the same sizes. Every tensor must find its place."""
     from keras_vit.conversion.common import TrackedDict
     from keras_vit.conversion.common import check_all_used
     from keras_vit.conversion.transformers import load_transformers_backbone
 
     state_dict = TrackedDict(state_dict)
+    if model.backbone.hybrid_layers is not None:
+        _load_bit_hybrid(model.backbone, state_dict)
     load_transformers_backbone(model.backbone, state_dict, "dpt.")
     for index in range(len(model.taps)):
         try:

@@ -24,7 +24,7 @@ from keras_vit.layers.dpt_reassemble import DPTReassemble
 from keras_vit.layers.dpt_segmentation_head import DPTSegmentationHead
 from keras_vit.models.task import Task
 from keras_vit.utils.serialization import model_config_with_backbone
-from keras_vit.utils.serialization import with_dtype_policy
+from keras_vit.utils.serialization import task_from_config
 from keras_vit.utils.validation import check_image_batch
 from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_positive_int
@@ -126,11 +126,7 @@ class _DPTTask(Task, keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = with_dtype_policy(config)
-        for key in ("backbone", "preprocessor"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return task_from_config(cls, config)
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")

@@ -6,7 +6,7 @@ from keras_vit.backbones.vit_backbone import ViTBackbone
 from keras_vit.models.task import Task
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.utils.serialization import model_config_with_backbone
-from keras_vit.utils.serialization import with_dtype_policy
+from keras_vit.utils.serialization import task_from_config
 from keras_vit.utils.validation import check_image_batch
 from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_rate
@@ -160,11 +160,7 @@ class ViT(Task, keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = with_dtype_policy(config)
-        for key in ("backbone", "preprocessor"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return task_from_config(cls, config)
 
     def check_raw_inputs(self, x):
         super().check_raw_inputs(x)

@@ -19,3 +19,13 @@ def model_config_with_backbone(model):
         "dtype": keras.dtype_policies.serialize(model.dtype_policy),
         "backbone": keras.saving.serialize_keras_object(model.backbone),
     }
+
+
+def task_from_config(cls, config):
+    """`cls(**config)` for a task whose config holds a serialized `backbone`
+    and `preprocessor` (and dtype policy), as `model_config_with_backbone` writes it."""
+    config = with_dtype_policy(config)
+    for key in ("backbone", "preprocessor"):
+        if isinstance(config.get(key), dict):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+    return cls(**config)

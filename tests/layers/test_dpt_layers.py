@@ -13,6 +13,7 @@ from keras_vit.layers import DPTResidualConvUnit
 from keras_vit.layers import DPTSegmentationHead
 from layer_checks import check_config_round_trip
 from reference_models import max_abs_diff
+from reference_models import randomize_module
 
 torch = pytest.importorskip("torch")
 modeling_dpt = pytest.importorskip("transformers.models.dpt.modeling_dpt")
@@ -22,17 +23,7 @@ TOLERANCE = 1e-4
 WIDTH = 10  # fusion width
 
 
-def _randomize(module, seed=0, std=0.3):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-            elif name.endswith("num_batches_tracked"):
-                continue
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * std)
-    return module.eval()
+_randomize = randomize_module
 
 
 def _config(**kwargs):

@@ -11,6 +11,7 @@ from keras_vit.models.dpt import DPTDepthEstimator
 from keras_vit.models.dpt import DPTImageSegmenter
 from reference_models import images
 from reference_models import max_abs_diff
+from reference_models import randomize_module
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -18,19 +19,8 @@ transformers = pytest.importorskip("transformers")
 TOLERANCE = 1e-4
 
 
-def _randomize(module, seed=0, std=0.1):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-            elif "layernorm" in name and name.endswith("weight"):
-                tensor.copy_(1.0 + torch.randn(tensor.shape, generator=generator) * std)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * std)
-    return module.eval()
+def _randomize(module, seed=0):
+    return randomize_module(module, seed, std=0.1)
 
 
 def _config(**kwargs):
@@ -73,6 +63,35 @@ def test_depth_matches_transformers(readout):
     # A 7x7 grid does not halve evenly: the fused maps grow 4 -> 8 -> 16 ->
     # 32 -> 64 (each skip resized to them), and the head doubles that.
     assert tuple(got.shape) == tuple(expected.shape) == (2, 128, 128)
+    assert max_abs_diff(got, expected) <= TOLERANCE
+
+
+def test_hybrid_depth_matches_transformers():
+    """DPT-Hybrid: a BiT ResNet (transformers' layout) whose first two stages
+    go to the neck as they are, then blocks; odd tiny sizes."""
+    config = _config(
+        is_hybrid=True, image_size=64, patch_size=16, neck_hidden_sizes=[256, 512, 12, 12],
+        reassemble_factors=[1, 1, 1, 0.5], backbone_featmap_shape=[1, 1024, 4, 4],
+        backbone_config=dict(
+            model_type="bit", global_padding="same", layer_type="bottleneck", depths=[1, 2, 1],
+            out_features=["stage1", "stage2", "stage3"], embedding_dynamic_padding=True,
+        ),
+    )
+    reference = _randomize(transformers.DPTForDepthEstimation(config))
+    backbone = ViTBackbone(
+        image_shape=(64, 64, 3), patch_size=1, hidden_dim=12, num_layers=4, num_heads=3, mlp_dim=15,
+        layer_norm_epsilon=1e-12, gelu_approximate=False, hybrid_layers=(1, 2, 1),
+    )
+    model = DPTDepthEstimator(
+        backbone, taps=["stage_0", "stage_1", "block_2", "block_3"], neck_widths=[256, 512, 12, 12],
+        reassemble_factors=[1, 1, 1, 0.5], fusion_width=10,
+    )
+    load_transformers_dpt(model, reference.state_dict())
+    x, x_torch = images((2, 64, 64, 3), seed=3)
+    with torch.no_grad():
+        expected = reference(pixel_values=x_torch).predicted_depth
+    got = model(x)
+    assert tuple(got.shape) == tuple(expected.shape)
     assert max_abs_diff(got, expected) <= TOLERANCE
 
 
