@@ -45,7 +45,7 @@ def _nhwc(t):
 
 
 @pytest.mark.parametrize("readout", ["ignore", "add", "project"])
-@pytest.mark.parametrize("grid", [(3, 5), (4, 4)])
+@pytest.mark.parametrize("grid", [(3, 5)])  # non-square; the model tests use square grids
 def test_reassemble_matches_transformers(readout, grid):
     config = _config(readout_type=readout)
     stage = _randomize(modeling_dpt.DPTReassembleStage(config))
