@@ -13,12 +13,12 @@ Face hub.
 """
 
 import copy
-import inspect
 import os
 
 import numpy as np
 
 from keras_vit.presets.registry import PresetFamily
+from keras_vit.presets.registry import override_by_signature
 from keras_vit.presets.registry import register_family
 from keras_vit.presets.registry import serialized
 from keras_vit.presets.registry import transfer_by_path
@@ -132,17 +132,7 @@ def override(config, kwargs):
     (and `dtype`) applies to the model the weights load into."""
     from keras_vit.models.detr import DETR
 
-    names = [p for p in inspect.signature(DETR.__init__).parameters if p not in ("self", "kwargs", "backbone")]
-    unknown = sorted(set(kwargs) - set(names))
-    if unknown:
-        raise ValueError(f"Unknown argument(s) {unknown} for DETR.from_preset. DETR arguments: {names}.")
-    kwargs = dict(kwargs)
-    num_classes = kwargs.pop("num_classes", None)
-    native = {**copy.deepcopy(config), **kwargs}
-    target = copy.deepcopy(native)
-    if num_classes is not None:
-        target["num_classes"] = num_classes
-    return native, target
+    return override_by_signature(DETR, config, kwargs, retargets=("num_classes",))
 
 
 transfer_weights = transfer_by_path

@@ -9,28 +9,20 @@ files and transformers' ports are not registered yet (issue: DPT).
 """
 
 import copy
-import inspect
 
 import keras
 
 from keras_vit.presets.registry import PresetFamily
+from keras_vit.presets.registry import override_by_signature
 from keras_vit.presets.registry import register_family
 from keras_vit.presets.registry import transfer_by_path
 
 
 def _override(registered, retargets):
     def override(config, kwargs):
-        cls = keras.saving.get_registered_object(registered)
-        names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs", "backbone")]
-        unknown = sorted(set(kwargs) - set(names))
-        if unknown:
-            raise ValueError(
-                f"Unknown argument(s) {unknown} for {cls.__name__}.from_preset. Arguments: {names}."
-            )
-        kwargs = dict(kwargs)
-        later = {k: kwargs.pop(k) for k in retargets if k in kwargs}  # applied after the weights load
-        native = {**copy.deepcopy(config), **kwargs}
-        return native, {**copy.deepcopy(native), **later}
+        from keras_vit.models import dpt  # noqa: F401  (registers the classes)
+
+        return override_by_signature(keras.saving.get_registered_object(registered), config, kwargs, retargets)
 
     return override
 
@@ -39,9 +31,7 @@ def _builder(registered):
     def build(config):
         from keras_vit.models import dpt  # noqa: F401  (registers the classes)
 
-        cls = keras.saving.get_registered_object(registered)
-        model = cls.from_config(copy.deepcopy(config))
-        return model
+        return keras.saving.get_registered_object(registered).from_config(copy.deepcopy(config))
 
     return build
 

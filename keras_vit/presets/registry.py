@@ -74,6 +74,26 @@ def serialized(registered, config):
     return {"registered_name": registered, "class_name": registered.split(">")[1], "module": None, "config": dict(config)}
 
 
+def override_by_signature(cls, config, kwargs, retargets=()):
+    """A family `override` for tasks whose `from_preset` takes any constructor
+    argument of `cls`: `retargets` (e.g. `num_classes`) apply after the
+    weights load, every other argument to the model they load into. A
+    retarget given as None is not given. Unknown arguments raise."""
+    import copy
+    import inspect
+
+    names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs", "backbone")]
+    unknown = sorted(set(kwargs) - set(names))
+    if unknown:
+        raise ValueError(
+            f"Unknown argument(s) {unknown} for {cls.__name__}.from_preset. {cls.__name__} arguments: {names}."
+        )
+    kwargs = dict(kwargs)
+    later = {k: v for k in retargets if (v := kwargs.pop(k, None)) is not None}
+    native = {**copy.deepcopy(config), **kwargs}
+    return native, {**copy.deepcopy(native), **later}
+
+
 def transfer_by_path(source, target):
     """A family `transfer`: copies every variable whose path (below the model
     name) and shape match; returns how many were copied."""

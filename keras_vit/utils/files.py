@@ -60,19 +60,20 @@ def _plain_permissions(path, directory=False):
     os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
 
 
+def _host():
+    import socket
+
+    return "".join(c for c in socket.gethostname() if c.isalnum())[:20] or "host"
+
+
 def _owner_tag():
     """Staging names carry the writer's host and pid, so that the leftovers of
     a killed writer can be told from the work of a live one."""
-    import socket
-
-    host = "".join(c for c in socket.gethostname() if c.isalnum())[:20] or "host"
-    return f"{host}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
 
 
 def _owner_is_dead(name):
-    import socket
-
-    host = "".join(c for c in socket.gethostname() if c.isalnum())[:20] or "host"
+    host = _host()
     for part in name.split("."):
         if part.startswith(host + "-"):
             pid = part[len(host) + 1:].split("_")[0]
