@@ -105,18 +105,8 @@ def _load_bit_hybrid(backbone, state_dict):
     conv2d(backbone.get_layer("patch_embedding").projection, state_dict, "dpt.embeddings.projection")
 
 
-def load_transformers_dpt(model, state_dict):
-    """A transformers `DPTForDepthEstimation` / `DPTForSemanticSegmentation`
-    state dict (plain ViT or DPT-Hybrid backbone) into a `DPTDepthEstimator` /
-    `DPTImageSegmenter` of the same sizes. Every tensor must find its place."""
-    from keras_vit.conversion.common import TrackedDict
-    from keras_vit.conversion.common import check_all_used
-    from keras_vit.conversion.transformers import load_transformers_backbone
-
-    state_dict = TrackedDict(state_dict)
-    if model.backbone.hybrid_layers is not None:
-        _load_bit_hybrid(model.backbone, state_dict)
-    load_transformers_backbone(model.backbone, state_dict, "dpt.")
+def _load_neck_and_heads(model, state_dict):
+    """Reassemble, neck convolutions, fusion blocks and heads, in transformers' names."""
     for index in range(len(model.taps)):
         try:
             layer = model.get_layer(f"reassemble_{index}")
@@ -132,5 +122,230 @@ def load_transformers_dpt(model, state_dict):
         load_segmentation_head(model.get_layer("head"), state_dict, "head")
         if model.auxiliary_head:
             load_segmentation_head(model.get_layer("auxiliary_head"), state_dict, "auxiliary_head")
+
+
+def load_transformers_dpt(model, state_dict):
+    """A transformers `DPTForDepthEstimation` / `DPTForSemanticSegmentation`
+    state dict (plain ViT or DPT-Hybrid backbone) into a `DPTDepthEstimator` /
+    `DPTImageSegmenter` of the same sizes. Every tensor must find its place."""
+    from keras_vit.conversion.common import TrackedDict
+    from keras_vit.conversion.common import check_all_used
+    from keras_vit.conversion.transformers import load_transformers_backbone
+
+    state_dict = TrackedDict(state_dict)
+    if model.backbone.hybrid_layers is not None:
+        _load_bit_hybrid(model.backbone, state_dict)
+    load_transformers_backbone(model.backbone, state_dict, "dpt.")
+    _load_neck_and_heads(model, state_dict)
     check_all_used(state_dict, state_dict.used, "transformers DPT", ignore=("dpt.pooler.",))
     return model
+
+
+# ----------------------------------------------------------- the original layout
+#
+# isl-org/DPT's releases (`dpt_large-midas-2f21e586.pt`, ...) are the state
+# dict of `DPTDepthModel` / `DPTSegmentationModel`:
+#
+#   pretrained.model.*                       the timm ViT (hybrid: its ResNetV2
+#                                            under patch_embed.backbone), timm names
+#   pretrained.act_postprocess{k}.0.project.0   readout Linear(2D -> D) of tap k
+#   pretrained.act_postprocess{k}.3          1x1 conv of tap k
+#   pretrained.act_postprocess{k}.4          resample of tap k (ConvTranspose2d for
+#                                            k = 1, 2; 3x3 stride-2 Conv2d for k = 4)
+#   scratch.layer{k}_rn                      3x3 conv to the fusion width, no bias
+#   scratch.refinenet{k}.resConfUnit{u}.conv{c} / .bn{c}, .out_conv
+#                                            fusion block; refinenet4 is the
+#                                            deepest (fusion_0), refinenet1 the last
+#   scratch.output_conv.{i}                  the head (depth: 0, 2, 4; segmentation:
+#                                            0, 1 (BatchNorm), 4)
+#   auxlayer.{i}                             the auxiliary head (0, 1, 4)
+#
+# The DPT-Hybrid releases have no act_postprocess1/2 tensors (ResNet stages go
+# in as they are). `pretrained.model.head` (timm's ImageNet classifier) is unused.
+
+_ORIGINAL_NECK = (
+    (r"pretrained\.act_postprocess([1-4])\.0\.project\.0\.", "neck.reassemble_stage.readout_projects.{k}.0."),
+    (r"pretrained\.act_postprocess([1-4])\.3\.", "neck.reassemble_stage.layers.{k}.projection."),
+    (r"pretrained\.act_postprocess([1-4])\.4\.", "neck.reassemble_stage.layers.{k}.resize."),
+    (r"scratch\.layer([1-4])_rn\.", "neck.convs.{k}."),
+    (r"scratch\.refinenet([1-4])\.resConfUnit([12])\.conv([12])\.",
+     "neck.fusion_stage.layers.{fusion}.residual_layer{u}.convolution{c}."),
+    (r"scratch\.refinenet([1-4])\.resConfUnit([12])\.bn([12])\.",
+     "neck.fusion_stage.layers.{fusion}.residual_layer{u}.batch_norm{c}."),
+    (r"scratch\.refinenet([1-4])\.out_conv\.", "neck.fusion_stage.layers.{fusion}.projection."),
+    (r"scratch\.output_conv\.", "head.head."),
+    (r"auxlayer\.", "auxiliary_head.head."),
+)
+
+
+def original_neck_name(key):
+    """transformers' name of an original neck/head tensor, or None."""
+    import re
+
+    for pattern, template in _ORIGINAL_NECK:
+        match = re.match(pattern, key)
+        if match:
+            groups = match.groups()
+            fields = {}
+            if groups:
+                k = int(groups[0])
+                fields = {"k": k - 1, "fusion": 4 - k}
+                if len(groups) == 3:
+                    fields.update(u=groups[1], c=groups[2])
+            return template.format(**fields) + key[match.end():]
+    return None
+
+
+def load_original_dpt(model, state_dict):
+    """An original isl-org/DPT release (`DPTDepthModel` or
+    `DPTSegmentationModel` state dict, plain ViT or hybrid) into a
+    `DPTDepthEstimator` / `DPTImageSegmenter` of the same sizes. Every tensor
+    but timm's unused ImageNet classifier must find its place."""
+    from keras_vit.conversion.common import TrackedDict
+    from keras_vit.conversion.common import check_all_used
+    from keras_vit.conversion.timm import load_timm_backbone
+
+    state_dict = TrackedDict(state_dict)
+    prefix = "pretrained.model."
+    timm = TrackedDict({k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)})
+    load_timm_backbone(model.backbone, timm)
+    renamed = {}
+    for key in state_dict:
+        name = original_neck_name(key)
+        if name is not None:
+            renamed[name] = key
+    neck = TrackedDict({name: state_dict[key] for name, key in renamed.items()})
+    state_dict.used.clear()
+    try:
+        _load_neck_and_heads(model, neck)
+    except KeyError as error:
+        missing = str(error)
+        raise KeyError(
+            f"The original DPT checkpoint lacks a tensor this model needs ({missing}, in transformers' "
+            "names); it does not match this architecture (taps, readout, heads)."
+        ) from None
+    used = {prefix + k for k in timm.used} | {renamed[k] for k in neck.used}
+    check_all_used(state_dict, used, "original DPT", ignore=(prefix + "head.", prefix + "pre_logits."))
+    return model
+
+
+# ----------------------------------------------------------- configs of checkpoints
+
+# The original code's hooks per backbone (dpt/models.py) and its metric-depth
+# releases' scale and shift (hubconf / run_monodepth.py: depth = 1 / (s x + t)).
+ORIGINAL_METRIC_DEPTH = {"kitti": (6.016e-5, 0.00579), "nyu": (3.05e-4, 0.1378)}
+
+
+def dpt_format(state_dict):
+    """"original", "transformers" or None."""
+    if "pretrained.model.pos_embed" in state_dict and any(k.startswith("scratch.") for k in state_dict):
+        return "original"
+    if "dpt.embeddings.position_embeddings" in state_dict and any(k.startswith("neck.") for k in state_dict):
+        return "transformers"
+    return None
+
+
+def _hybrid_depths(state_dict, prefix):
+    counts = {}
+    for key in state_dict:
+        if key.startswith(prefix):
+            parts = key[len(prefix):].split(".")
+            counts[int(parts[0])] = max(counts.get(int(parts[0]), 0), int(parts[2]) + 1)
+    return tuple(counts[s] for s in sorted(counts))
+
+
+def original_dpt_config(state_dict, metric_depth=None, num_heads=None):
+    """`(task registered name, task config)` of an original DPT release, read
+    off its tensors: sizes, taps (the code's hooks for ViT-B, ViT-L and the
+    hybrid), neck widths, batch norm, heads. The attention head count is not
+    in the tensors: `num_heads`, by default the releases' 64 channels per
+    head. `metric_depth`: None or `(scale, shift)`."""
+    from keras_vit.conversion.common import to_numpy
+    from keras_vit.models.dpt import DPT_TAPS
+
+    proj = to_numpy(state_dict["pretrained.model.patch_embed.proj.weight"])
+    hidden, channels, patch_h, patch_w = proj.shape
+    num_layers = 1 + max(int(k.split(".")[3]) for k in state_dict if k.startswith("pretrained.model.blocks."))
+    mlp_dim = to_numpy(state_dict["pretrained.model.blocks.0.mlp.fc1.weight"]).shape[0]
+    tokens = to_numpy(state_dict["pretrained.model.pos_embed"]).shape[1] - 1
+    side = int(round(tokens**0.5))
+    hybrid = "pretrained.model.patch_embed.backbone.stem.conv.weight" in state_dict
+    backbone = {
+        "patch_size": (int(patch_h), int(patch_w)), "hidden_dim": int(hidden), "num_layers": num_layers,
+        "num_heads": int(num_heads) if num_heads else max(1, int(hidden) // 64), "mlp_dim": int(mlp_dim), "layer_norm_epsilon": 1e-6,
+        "gelu_approximate": False,
+    }
+    if hybrid:
+        depths = _hybrid_depths(state_dict, "pretrained.model.patch_embed.backbone.stages.")
+        channels = to_numpy(state_dict["pretrained.model.patch_embed.backbone.stem.conv.weight"]).shape[1]
+        backbone["hybrid_layers"] = depths
+        stride = 4 * 2 ** (len(depths) - 1)
+        taps = DPT_TAPS["hybrid"]
+        widths = [256 * 2 ** i for i in range(2)]
+        factors = [1, 1, 1, 0.5]
+    else:
+        stride = 1
+        taps = DPT_TAPS["large"] if num_layers == 24 else DPT_TAPS["base"]
+        widths = [to_numpy(state_dict[f"pretrained.act_postprocess{k}.3.weight"]).shape[0] for k in (1, 2)]
+        factors = [4, 2, 1, 0.5]
+    widths += [to_numpy(state_dict[f"pretrained.act_postprocess{k}.3.weight"]).shape[0] for k in (3, 4)]
+    size = side * patch_h * stride
+    backbone["image_shape"] = (size, size, int(channels))
+    readout = "project" if "pretrained.act_postprocess4.0.project.0.weight" in state_dict else "ignore"
+    fusion = to_numpy(state_dict["scratch.layer1_rn.weight"]).shape[0]
+    config = {
+        "backbone": {"registered_name": "keras_vit>ViTBackbone", "class_name": "ViTBackbone", "module": None,
+                     "config": backbone},
+        "taps": list(taps), "neck_widths": [int(w) for w in widths], "reassemble_factors": factors,
+        "readout": readout, "fusion_width": int(fusion),
+        "use_batch_norm": "scratch.refinenet1.resConfUnit1.bn1.weight" in state_dict,
+    }
+    if "scratch.output_conv.1.running_mean" in state_dict:  # segmentation
+        config["num_classes"] = int(to_numpy(state_dict["scratch.output_conv.4.weight"]).shape[0])
+        config["auxiliary_head"] = "auxlayer.0.weight" in state_dict
+        return "keras_vit>DPTImageSegmenter", config
+    if metric_depth is not None:
+        config["depth_scale"], config["depth_shift"] = (float(v) for v in metric_depth)
+    return "keras_vit>DPTDepthEstimator", config
+
+
+def transformers_dpt_config(hf_config):
+    """`(task registered name, task config)` of a transformers DPT
+    `config.json` (plain ViT or hybrid)."""
+    from keras_vit.models.dpt import DPT_TAPS
+
+    get = hf_config.get
+    size, patch = get("image_size", 384), get("patch_size", 16)
+    backbone = {
+        "image_shape": (size, size, get("num_channels", 3)), "hidden_dim": get("hidden_size", 768),
+        "num_layers": get("num_hidden_layers", 12), "num_heads": get("num_attention_heads", 12),
+        "mlp_dim": get("intermediate_size", 3072), "layer_norm_epsilon": get("layer_norm_eps", 1e-12),
+        "gelu_approximate": get("hidden_act", "gelu") != "gelu", "qkv_bias": get("qkv_bias", True),
+        "patch_size": patch,
+    }
+    if get("hidden_act", "gelu") not in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
+        raise ValueError(f"This DPT config uses hidden_act={get('hidden_act')!r}; keras_vit's ViT uses GELU.")
+    indices = list(get("backbone_out_indices", [2, 5, 8, 11]))
+    taps = [f"block_{i}" for i in indices]
+    if get("is_hybrid", False):
+        depths = tuple((get("backbone_config") or {}).get("depths", [3, 4, 9]))
+        backbone["hybrid_layers"] = depths
+        backbone["patch_size"] = 1
+        taps = list(DPT_TAPS["hybrid"][:2]) + taps[2:]
+    config = {
+        "backbone": {"registered_name": "keras_vit>ViTBackbone", "class_name": "ViTBackbone", "module": None,
+                     "config": backbone},
+        "taps": taps, "neck_widths": list(get("neck_hidden_sizes", [96, 192, 384, 768])),
+        "reassemble_factors": list(get("reassemble_factors", [4, 2, 1, 0.5])),
+        "readout": get("readout_type", "project"), "fusion_width": get("fusion_hidden_size", 256),
+        "use_batch_norm": bool(get("use_batch_norm_in_fusion_residual", False)),
+    }
+    architectures = get("architectures") or []
+    if "DPTForSemanticSegmentation" in architectures:
+        labels = get("id2label") or {}
+        config["num_classes"] = int(get("num_labels", len(labels) or 150)) if not labels else len(labels)
+        config["auxiliary_head"] = bool(get("use_auxiliary_head", True))
+        config["dropout_rate"] = float(get("semantic_classifier_dropout", 0.1))
+        return "keras_vit>DPTImageSegmenter", config
+    config["add_projection"] = bool(get("add_projection", False))
+    return "keras_vit>DPTDepthEstimator", config

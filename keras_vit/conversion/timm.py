@@ -107,20 +107,11 @@ def _load_hybrid(backbone, state_dict):
                 _group_norm(block.downsample_norm, state_dict, f"{prefix}.downsample.norm")
 
 
-def load_timm_state_dict(model, state_dict):
-    """Copies a timm ViT state dict into a `keras_vit.ViT` built with the same sizes.
-
-    Average pooling with timm's `fc_norm` (norm after pooling) has no
-    keras_vit counterpart yet and is rejected; `fc_norm=False` models load.
-    """
-    state_dict = TrackedDict(state_dict)
-    if "fc_norm.weight" in state_dict:
-        raise ValueError(
-            "This timm checkpoint normalises after pooling (fc_norm); keras_vit "
-            "normalises before pooling, like the original ViT. Export it with "
-            "fc_norm=False or global_pool='token'."
-        )
-    backbone = model.backbone
+def load_timm_backbone(backbone, state_dict):
+    """A timm ViT's backbone tensors (hybrid ResNet, patch embedding, tokens,
+    blocks, final norm) into a `ViTBackbone`; `state_dict` is a `TrackedDict`
+    in timm's names (also the original DPT's `pretrained.model.*`, prefix
+    removed)."""
     if backbone.hybrid_layers is not None:
         _load_hybrid(backbone, state_dict)
     conv2d(backbone.get_layer("patch_embedding").projection, state_dict, "patch_embed.proj")
@@ -143,6 +134,22 @@ def load_timm_state_dict(model, state_dict):
             assign(block.layer_scale1.gamma, state_dict[f"{prefix}.ls1.gamma"], f"{prefix}.ls1.gamma")
             assign(block.layer_scale2.gamma, state_dict[f"{prefix}.ls2.gamma"], f"{prefix}.ls2.gamma")
     layer_norm(backbone.get_layer("encoder_norm"), state_dict, "norm")
+
+
+def load_timm_state_dict(model, state_dict):
+    """Copies a timm ViT state dict into a `keras_vit.ViT` built with the same sizes.
+
+    Average pooling with timm's `fc_norm` (norm after pooling) has no
+    keras_vit counterpart yet and is rejected; `fc_norm=False` models load.
+    """
+    state_dict = TrackedDict(state_dict)
+    if "fc_norm.weight" in state_dict:
+        raise ValueError(
+            "This timm checkpoint normalises after pooling (fc_norm); keras_vit "
+            "normalises before pooling, like the original ViT. Export it with "
+            "fc_norm=False or global_pool='token'."
+        )
+    load_timm_backbone(model.backbone, state_dict)
     # A checkpoint without a classifier (timm's in21k releases) leaves the head
     # at its initialisation, to be fine-tuned.
     if model.num_classes and "head.weight" in state_dict:

@@ -15,6 +15,7 @@ original code defines it but never calls it): keras_vit follows transformers.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_vit.backbones.vit_backbone import ViTBackbone
@@ -27,6 +28,7 @@ from keras_vit.utils.serialization import model_config_with_backbone
 from keras_vit.utils.serialization import task_from_config
 from keras_vit.utils.validation import check_image_batch
 from keras_vit.utils.validation import check_model_kwargs
+from keras_vit.utils.validation import check_pair
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
 
@@ -128,6 +130,78 @@ class _DPTTask(Task, keras.Model):
     def from_config(cls, config):
         return task_from_config(cls, config)
 
+    # ------------------------------------------------------ any input size
+
+    def at_image_size(self, image_size):
+        """This model for `(H, W)` inputs (divisible by the backbone's stride):
+        the same architecture with the position embeddings resized as DPT
+        resizes them for other sizes (bilinear, align_corners=False, as both
+        the original `_resize_pos_embed` and transformers do) and this model's
+        current weights. Models are cached per size; each call copies the
+        current weights again, so training this model is reflected."""
+        from keras_vit.presets.dpt_presets import transfer
+
+        size = check_pair("image_size", image_size)
+        if size == tuple(self.backbone.image_shape[:2]):
+            return self
+        cache = self.__dict__.get("_keras_vit_sized")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_keras_vit_sized", cache)  # not tracked as sublayers
+        model = cache.get(size)
+        if model is None:
+            config = self.get_config()
+            backbone = config["backbone"]["config"]
+            backbone["image_shape"] = (size[0], size[1], backbone["image_shape"][-1])
+            if config.get("preprocessor"):
+                config["preprocessor"]["config"]["image_size"] = size
+            model = type(self).from_config(config)
+            cache[size] = model
+        transfer(self, model)
+        return model
+
+    def working_size(self, height, width, multiple_of=32):
+        """`(h, w)` DPT runs an `height x width` image at: the model's size
+        scaled as little as possible with the aspect ratio kept, each side
+        rounded to a multiple of `multiple_of` (the original transform's
+        `keep_aspect_ratio=True, ensure_multiple_of=32, resize_method="minimal"`),
+        at least one multiple."""
+        multiple_of = check_positive_int("multiple_of", multiple_of)
+        target_h, target_w = self.backbone.image_shape[:2]
+        scale_h, scale_w = target_h / height, target_w / width
+        if abs(1 - scale_w) < abs(1 - scale_h):
+            scale_h = scale_w
+        else:
+            scale_w = scale_h
+        return tuple(
+            max(multiple_of, int(np.round(scale * side / multiple_of)) * multiple_of)
+            for scale, side in ((scale_h, height), (scale_w, width))
+        )
+
+    def _predict_dense(self, images, multiple_of, batch_size, verbose):
+        """Runs raw images of any sizes at their working sizes; returns one
+        `(H', W', C)` float map per image, at the model's output resolution."""
+        arrays = _image_list(images, self.backbone.image_shape[-1])
+        by_size = {}
+        for index, image in enumerate(arrays):
+            by_size.setdefault(self.working_size(*image.shape[:2], multiple_of), []).append(index)
+        outputs = [None] * len(arrays)
+        progress = keras.utils.Progbar(len(arrays), verbose=int(bool(verbose))) if verbose else None
+        for size, indices in by_size.items():
+            model = self.at_image_size(size)
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start:start + batch_size]
+                batch = np.stack([_resize_numpy(arrays[i], size, "bicubic") for i in chunk])
+                result = model.predict_on_batch(batch)
+                if isinstance(result, dict):
+                    result = result["logits"]
+                result = np.asarray(keras.ops.convert_to_numpy(result), "float32")
+                for i, value in zip(chunk, result):
+                    outputs[i] = value if value.ndim == 3 else value[..., None]
+                if progress is not None:
+                    progress.add(len(chunk))
+        return arrays, outputs
+
 
 @keras.saving.register_keras_serializable(package="keras_vit")
 class DPTDepthEstimator(_DPTTask):
@@ -186,6 +260,47 @@ class DPTDepthEstimator(_DPTTask):
         self.add_projection = bool(add_projection)
         self.depth_scale = None if depth_scale is None else float(depth_scale)
         self.depth_shift = None if depth_shift is None else float(depth_shift)
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Keras's `compile`, with DPT's defaults: `loss=None` gives MiDaS's
+        `ScaleShiftInvariantLoss` (targets: `(B, H, W)` disparity, 0 where
+        invalid) and `metrics=None` reports its two terms (`ssi_data`,
+        `ssi_gradient`)."""
+        from keras_vit.losses.dense_losses import ScaleShiftInvariantLoss
+        from keras_vit.losses.dense_losses import ssi_term_metrics
+
+        if loss is None:
+            loss = ScaleShiftInvariantLoss()
+        if metrics is None:
+            metrics = ssi_term_metrics() if isinstance(loss, ScaleShiftInvariantLoss) else []
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def predict_depth(self, images, multiple_of=32, batch_size=4, verbose=False):
+        """Depth maps of raw images of any size, at each image's own size.
+
+        Each image is resized (bicubic) to its working size (see
+        `working_size`: the model's size, aspect ratio kept, sides multiples
+        of 32), normalised by the preprocessor, run, and the prediction is
+        resized back (bicubic, align_corners=False), as the original
+        `run_monodepth.py` does.
+
+        Args:
+            images: an `(H, W, C)` image, a `(B, H, W, C)` batch or a list of
+                images of different sizes; pixels as the preprocessor takes
+                them ([0, 255] for the presets).
+            multiple_of: int, the working sizes' multiple.
+            batch_size: int, images of one working size run together.
+            verbose: bool, show a progress bar.
+
+        Returns:
+            float32 numpy: `(H, W)` for one image, `(B, H, W)` for a batch, or
+            a list of `(H_i, W_i)` maps. Relative inverse depth (larger is
+            nearer) for `dpt_large`/`dpt_hybrid`; metres for the metric presets.
+        """
+        batch_size = check_positive_int("batch_size", batch_size)
+        arrays, outputs = self._predict_dense(images, multiple_of, batch_size, verbose)
+        maps = [_resize_numpy(out, image.shape[:2], "bicubic")[..., 0] for image, out in zip(arrays, outputs)]
+        return _like_input(images, maps)
 
     def get_config(self):
         return {
@@ -269,6 +384,59 @@ class DPTImageSegmenter(_DPTTask):
         self.dropout_rate = dropout_rate
         self.auxiliary_head = bool(auxiliary_head)
 
+    def compile(
+        self, optimizer="adam", loss=None, metrics=None, auxiliary_loss_weight=0.4, ignore_index=255, **kwargs
+    ):
+        """Keras's `compile`, with DPT's (transformers') defaults: `loss=None`
+        gives cross-entropy with `ignore_index` on `"logits"` and, with the
+        auxiliary head, on `"aux_logits"` at `auxiliary_loss_weight` (both
+        upsampled to the labels first); Keras reports each as
+        `logits_loss` / `aux_logits_loss`. `metrics=None` gives mean IoU and
+        pixel accuracy on `"logits"`. Targets are `(B, H, W)` label maps; they
+        go to both heads."""
+        from keras_vit.losses.dense_losses import SegmentationCrossEntropy
+        from keras_vit.metrics.dense import SegmentationAccuracy
+        from keras_vit.metrics.dense import SegmentationMeanIoU
+
+        if loss is None:
+            loss = {"logits": SegmentationCrossEntropy(ignore_index)}
+            weights = {"logits": 1.0}
+            if self.auxiliary_head:
+                loss["aux_logits"] = SegmentationCrossEntropy(ignore_index)
+                weights["aux_logits"] = float(auxiliary_loss_weight)
+            kwargs.setdefault("loss_weights", weights)
+        if metrics is None:
+            metrics = {
+                "logits": [SegmentationMeanIoU(self.num_classes, ignore_index), SegmentationAccuracy(ignore_index)]
+            }
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def _targets(self, y):
+        if y is None or isinstance(y, dict) or not self.auxiliary_head:
+            return y if (y is None or isinstance(y, dict)) else {"logits": y}
+        return {"logits": y, "aux_logits": y}
+
+    def predict_segmentation(self, images, multiple_of=32, batch_size=4, verbose=False):
+        """Class maps of raw images of any size, at each image's own size.
+
+        As `DPTDepthEstimator.predict_depth`: each image runs at its working
+        size, and the logits are resized back (bicubic, align_corners=False)
+        before the arg-max, as the original `run_segmentation.py` does.
+
+        Returns:
+            int32 numpy class indices in `[0, num_classes)`: `(H, W)` for one
+            image, `(B, H, W)` for a batch, or a list. (The original ADE20K
+            script adds 1 to match ADE's 1-based label files; keras_vit keeps
+            the model's 0-based classes.)
+        """
+        batch_size = check_positive_int("batch_size", batch_size)
+        arrays, outputs = self._predict_dense(images, multiple_of, batch_size, verbose)
+        maps = [
+            np.argmax(_resize_numpy(out, image.shape[:2], "bicubic"), axis=-1).astype("int32")
+            for image, out in zip(arrays, outputs)
+        ]
+        return _like_input(images, maps)
+
     def get_config(self):
         return {
             **self._neck_config(),
@@ -276,3 +444,46 @@ class DPTImageSegmenter(_DPTTask):
             "dropout_rate": self.dropout_rate,
             "auxiliary_head": self.auxiliary_head,
         }
+
+
+def _image_list(images, channels):
+    """Raw images as a list of float32 `(H, W, C)` arrays, checked."""
+    if isinstance(images, (list, tuple)):
+        arrays = [np.asarray(keras.ops.convert_to_numpy(i)) for i in images]
+    else:
+        array = np.asarray(keras.ops.convert_to_numpy(images))
+        arrays = [array] if array.ndim == 3 else list(array) if array.ndim == 4 else None
+        if arrays is None:
+            raise ValueError(
+                "images must be an (H, W, C) image, a (B, H, W, C) batch or a list of images. "
+                f"Received: shape {array.shape}"
+            )
+    if not arrays:
+        raise ValueError("images is empty. Pass at least one image.")
+    for index, array in enumerate(arrays):
+        if array.ndim != 3 or array.shape[-1] != channels or min(array.shape[:2]) < 1:
+            raise ValueError(
+                f"images[{index}] must be (H, W, {channels}). Received: shape {array.shape}"
+            )
+        if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+            raise ValueError(f"images[{index}] must hold finite numbers. Received dtype {array.dtype}")
+    return [a.astype("float32") for a in arrays]
+
+
+def _resize_numpy(array, size, method):
+    """`(h, w, C)` -> `(size[0], size[1], C)` with torch's interpolate
+    (align_corners=False; bicubic a=-0.75), in numpy."""
+    from keras_vit.ops.interpolation import interpolation_matrix
+
+    height, width = array.shape[:2]
+    if (height, width) == tuple(size):
+        return array
+    rows = interpolation_matrix(height, size[0], method, False).astype("float32")
+    cols = interpolation_matrix(width, size[1], method, False).astype("float32")
+    return np.einsum("Hh,hwc,Ww->HWc", rows, array, cols, optimize=True)
+
+
+def _like_input(images, maps):
+    if isinstance(images, (list, tuple)):
+        return maps
+    return maps[0] if np.ndim(keras.ops.convert_to_numpy(images)) == 3 else np.stack(maps)

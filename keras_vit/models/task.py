@@ -84,12 +84,22 @@ class Task:
                 + (", and compile() again for a new optimizer state." if training else ".")
             )
 
+    def _targets(self, y):
+        """Maps targets as the task's losses take them (e.g. one label map to
+        both heads of a segmenter). Identity by default."""
+        return y
+
+    def _maps_targets(self):
+        return type(self)._targets is not Task._targets
+
     def _preprocess_batch(self, data):
         preprocessor = getattr(self, "preprocessor", None)
-        if preprocessor is None:
+        if preprocessor is None and not self._maps_targets():
             return data
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        return keras.utils.pack_x_y_sample_weight(preprocessor(x), y, sample_weight)
+        if preprocessor is not None:
+            x = preprocessor(x)
+        return keras.utils.pack_x_y_sample_weight(x, self._targets(y), sample_weight)
 
     # The data batch is the last positional argument of every backend's step
     # (JAX passes the state first).
@@ -111,7 +121,7 @@ class Task:
         # is mapped as the step will map it. (Private Keras hook, keras>=3.15;
         # tests/models/test_task.py fails if it changes.)
         preprocessor = getattr(self, "preprocessor", None)
-        if preprocessor is None:
+        if preprocessor is None and not self._maps_targets():
             return super()._symbolic_build(iterator=iterator, data_batch=data_batch)
         if data_batch is None:
             for _, _, data_or_iterator in iterator:
@@ -121,9 +131,12 @@ class Task:
                     data_batch = next(data_or_iterator)
                 break
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
-        x = tree.map_structure(lambda v: keras.KerasTensor(v.shape, keras.backend.standardize_dtype(v.dtype)), x)
-        x = preprocessor.compute_output_spec(x)
-        return super()._symbolic_build(data_batch=keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
+        if preprocessor is not None:
+            x = tree.map_structure(lambda v: keras.KerasTensor(v.shape, keras.backend.standardize_dtype(v.dtype)), x)
+            x = preprocessor.compute_output_spec(x)
+        return super()._symbolic_build(
+            data_batch=keras.utils.pack_x_y_sample_weight(x, self._targets(y), sample_weight)
+        )
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, *args, **kwargs):
         from keras_vit.backend.jax_state import variables_kept_on_failure

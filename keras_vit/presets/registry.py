@@ -97,12 +97,22 @@ def override_by_signature(cls, config, kwargs, retargets=()):
 def transfer_by_path(source, target):
     """A family `transfer`: copies every variable whose path (below the model
     name) and shape match; returns how many were copied."""
-    by_path = {v.path.split("/", 1)[-1]: v for v in source.weights}
+    def key(model, variable):
+        # Subclassed models' paths start with the model's name, functional
+        # models' with the layer's.
+        prefix = model.name + "/"
+        return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.path
+
+    by_path = {key(source, v): v for v in source.weights}
+    if len(by_path) != len(source.weights):
+        raise ValueError(f"{source.name} has variables with the same path; weights cannot be matched by path.")
     copied = 0
     for variable in target.weights:
-        match = by_path.get(variable.path.split("/", 1)[-1])
+        match = by_path.get(key(target, variable))
         if match is not None and tuple(match.shape) == tuple(variable.shape):
-            variable.assign(match.value)
+            # A copy: on JAX the two models must not share a buffer, which
+            # a step that donates its state would delete under the other.
+            variable.assign(keras.ops.copy(match.value))
             copied += 1
     return copied
 

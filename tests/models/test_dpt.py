@@ -134,3 +134,27 @@ def test_bad_taps_are_named():
         DPTDepthEstimator(_backbone(config), **{**_arrangement(config), "neck_widths": [6, 8]})
     with pytest.raises(TypeError, match=r"\['taps_'\]"):
         DPTDepthEstimator(_backbone(config), taps_=("block_0",))
+
+
+def test_default_compile_trains_and_reports_each_term():
+    """DPT's default losses in `fit`: the segmenter's cross-entropy on both
+    heads (aux at 0.4; labels given once) with mean IoU and pixel accuracy;
+    the depth model's SSI loss with its two terms."""
+    config = _config()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 28, 28, 3)).astype("float32")
+    segmenter = DPTImageSegmenter(_backbone(config), num_classes=5, use_batch_norm=True, **_arrangement(config))
+    segmenter.compile(optimizer="sgd")
+    labels = rng.integers(0, 5, (4, 128, 128)).astype("int32")
+    labels[:, :10] = 255
+    logs = segmenter.fit(x, labels, batch_size=2, epochs=1, verbose=0).history
+    assert {"loss", "logits_loss", "aux_logits_loss", "logits_mean_iou", "logits_pixel_accuracy"} <= set(logs), logs
+    np.testing.assert_allclose(
+        logs["loss"][0], logs["logits_loss"][0] + 0.4 * logs["aux_logits_loss"][0], rtol=1e-3
+    )
+    depth = DPTDepthEstimator(_backbone(config), **_arrangement(config))
+    depth.compile(optimizer="sgd")
+    disparity = rng.uniform(0.1, 1.0, (4, 128, 128)).astype("float32")
+    logs = depth.fit(x, disparity, batch_size=2, epochs=1, verbose=0).history
+    assert {"loss", "ssi_data", "ssi_gradient"} <= set(logs), logs
+    assert np.isfinite(logs["loss"][0])
