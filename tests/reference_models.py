@@ -63,3 +63,33 @@ def randomize_module(module, seed=0, std=0.3):
             else:
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * std)
     return module.eval()
+
+
+def dpt_config(**kwargs):
+    """A transformers `DPTConfig` of odd tiny sizes (7x7 grid of 4-pixel
+    patches, 4 blocks all tapped); keyword arguments override."""
+    import transformers
+
+    args = dict(
+        hidden_size=12, num_hidden_layers=4, num_attention_heads=3, intermediate_size=15, image_size=28,
+        patch_size=4, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[6, 8, 10, 12],
+        reassemble_factors=[4, 2, 1, 0.5], fusion_hidden_size=10, num_labels=5, layer_norm_eps=1e-12,
+        readout_type="project",
+    )
+    args.update(kwargs)
+    return transformers.DPTConfig(**args)
+
+
+def assert_segmenter_equal(model, reference, x, x_torch, tolerance=1e-4):
+    """A keras_vit DPTImageSegmenter's logits and auxiliary logits equal a
+    transformers DPTForSemanticSegmentation's (its auxiliary head hooked)."""
+    import torch
+
+    captured = {}
+    hook = reference.auxiliary_head.register_forward_hook(lambda m, i, o: captured.__setitem__("aux", o))
+    with torch.no_grad():
+        expected = reference(pixel_values=x_torch).logits
+    hook.remove()
+    got = model(x, training=False)
+    assert max_abs_diff(got["logits"], expected.permute(0, 2, 3, 1)) <= tolerance
+    assert max_abs_diff(got["aux_logits"], captured["aux"].permute(0, 2, 3, 1)) <= tolerance

@@ -9,6 +9,8 @@ from keras_vit import ViTBackbone
 from keras_vit.conversion.dpt import load_transformers_dpt
 from keras_vit.models.dpt import DPTDepthEstimator
 from keras_vit.models.dpt import DPTImageSegmenter
+from reference_models import assert_segmenter_equal
+from reference_models import dpt_config
 from reference_models import images
 from reference_models import max_abs_diff
 from reference_models import randomize_module
@@ -24,14 +26,7 @@ def _randomize(module, seed=0):
 
 
 def _config(**kwargs):
-    args = dict(
-        hidden_size=12, num_hidden_layers=4, num_attention_heads=3, intermediate_size=15, image_size=28,
-        patch_size=4, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[6, 8, 10, 12],
-        reassemble_factors=[4, 2, 1, 0.5], fusion_hidden_size=10, num_labels=5, layer_norm_eps=1e-12,
-        readout_type="project",
-    )
-    args.update(kwargs)
-    return transformers.DPTConfig(**args)
+    return dpt_config(**kwargs)
 
 
 def _backbone(config):
@@ -103,14 +98,7 @@ def test_segmentation_with_auxiliary_head_matches_transformers():
     )
     load_transformers_dpt(model, reference.state_dict())
     x, x_torch = images((2, 28, 28, 3), seed=1)
-    captured = {}
-    hook = reference.auxiliary_head.register_forward_hook(lambda m, i, o: captured.__setitem__("aux", o))
-    with torch.no_grad():
-        expected = reference(pixel_values=x_torch).logits
-    hook.remove()
-    got = model(x, training=False)
-    assert max_abs_diff(got["logits"], expected.permute(0, 2, 3, 1)) <= TOLERANCE
-    assert max_abs_diff(got["aux_logits"], captured["aux"].permute(0, 2, 3, 1)) <= TOLERANCE
+    assert_segmenter_equal(model, reference, x, x_torch, TOLERANCE)
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -23,6 +23,8 @@ from keras_vit import DPTDepthEstimator
 from keras_vit import DPTImageSegmenter
 from keras_vit import list_presets
 from keras_vit.presets import dpt_presets
+from reference_models import assert_segmenter_equal
+from reference_models import dpt_config
 from reference_models import images
 from reference_models import max_abs_diff
 from reference_models import randomize_module
@@ -36,13 +38,9 @@ TOLERANCE = 1e-4
 def _config(**kwargs):
     # 12 blocks: the original code's ViT-B hooks (2, 5, 8, 11) are fixed.
     args = dict(
-        hidden_size=12, num_hidden_layers=12, num_attention_heads=3, intermediate_size=15, image_size=32,
-        patch_size=4, backbone_out_indices=[2, 5, 8, 11], neck_hidden_sizes=[6, 8, 10, 12],
-        reassemble_factors=[4, 2, 1, 0.5], fusion_hidden_size=10, num_labels=5, layer_norm_eps=1e-6,
-        readout_type="project",
+        num_hidden_layers=12, image_size=32, backbone_out_indices=[2, 5, 8, 11], layer_norm_eps=1e-6,
     )
-    args.update(kwargs)
-    return transformers.DPTConfig(**args)
+    return dpt_config(**{**args, **kwargs})
 
 
 def _hybrid_config(**kwargs):
@@ -167,14 +165,7 @@ def test_original_layout_hybrid_segmentation_with_auxiliary_head(tmp_path):
     model = DPTImageSegmenter.from_preset(path, num_heads=3)
     assert model.taps == ["stage_0", "stage_1", "block_8", "block_11"] and model.num_classes == 5
     x, x_torch = images((1, 64, 64, 3), seed=5)
-    captured = {}
-    hook = reference.auxiliary_head.register_forward_hook(lambda m, i, o: captured.__setitem__("aux", o))
-    with torch.no_grad():
-        expected = reference(pixel_values=x_torch).logits
-    hook.remove()
-    got = model(x, training=False)
-    assert max_abs_diff(got["logits"], expected.permute(0, 2, 3, 1)) <= TOLERANCE
-    assert max_abs_diff(got["aux_logits"], captured["aux"].permute(0, 2, 3, 1)) <= TOLERANCE
+    assert_segmenter_equal(model, reference, x, x_torch, TOLERANCE)
     with pytest.raises(ValueError, match="DPTImageSegmenter"):
         DPTDepthEstimator.from_preset(path, num_heads=3)
 
