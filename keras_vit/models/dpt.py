@@ -411,7 +411,7 @@ class DPTImageSegmenter(_DPTTask):
             }
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
-    def _targets(self, y):
+    def _loss_targets(self, y):
         if y is None or isinstance(y, dict) or not self.auxiliary_head:
             return y if (y is None or isinstance(y, dict)) else {"logits": y}
         return {"logits": y, "aux_logits": y}

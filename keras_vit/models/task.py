@@ -84,13 +84,13 @@ class Task:
                 + (", and compile() again for a new optimizer state." if training else ".")
             )
 
-    def _targets(self, y):
+    def _loss_targets(self, y):
         """Maps targets as the task's losses take them (e.g. one label map to
         both heads of a segmenter). Identity by default."""
         return y
 
     def _maps_targets(self):
-        return type(self)._targets is not Task._targets
+        return type(self)._loss_targets is not Task._loss_targets
 
     def _preprocess_batch(self, data):
         preprocessor = getattr(self, "preprocessor", None)
@@ -99,7 +99,7 @@ class Task:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if preprocessor is not None:
             x = preprocessor(x)
-        return keras.utils.pack_x_y_sample_weight(x, self._targets(y), sample_weight)
+        return keras.utils.pack_x_y_sample_weight(x, self._loss_targets(y), sample_weight)
 
     # The data batch is the last positional argument of every backend's step
     # (JAX passes the state first).
@@ -135,7 +135,7 @@ class Task:
             x = tree.map_structure(lambda v: keras.KerasTensor(v.shape, keras.backend.standardize_dtype(v.dtype)), x)
             x = preprocessor.compute_output_spec(x)
         return super()._symbolic_build(
-            data_batch=keras.utils.pack_x_y_sample_weight(x, self._targets(y), sample_weight)
+            data_batch=keras.utils.pack_x_y_sample_weight(x, self._loss_targets(y), sample_weight)
         )
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, *args, **kwargs):
