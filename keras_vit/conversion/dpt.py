@@ -205,17 +205,14 @@ def load_original_dpt(model, state_dict):
     from keras_vit.conversion.common import check_all_used
     from keras_vit.conversion.timm import load_timm_backbone
 
-    state_dict = TrackedDict(state_dict)
     prefix = "pretrained.model."
-    timm = TrackedDict({k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)})
+    timm, neck, renamed = TrackedDict(), TrackedDict(), {}
+    for key, value in state_dict.items():
+        if key.startswith(prefix):
+            timm[key[len(prefix):]] = value
+        elif (name := original_neck_name(key)) is not None:
+            neck[name], renamed[name] = value, key
     load_timm_backbone(model.backbone, timm)
-    renamed = {}
-    for key in state_dict:
-        name = original_neck_name(key)
-        if name is not None:
-            renamed[name] = key
-    neck = TrackedDict({name: state_dict[key] for name, key in renamed.items()})
-    state_dict.used.clear()
     try:
         _load_neck_and_heads(model, neck)
     except KeyError as error:
@@ -261,7 +258,8 @@ def original_dpt_config(state_dict, metric_depth=None, num_heads=None):
     in the tensors: `num_heads`, by default the releases' 64 channels per
     head. `metric_depth`: None or `(scale, shift)`."""
     from keras_vit.conversion.common import to_numpy
-    from keras_vit.models.dpt import DPT_TAPS
+    from keras_vit.presets.dpt_presets import DPT_TAPS
+    from keras_vit.presets.registry import serialized
 
     proj = to_numpy(state_dict["pretrained.model.patch_embed.proj.weight"])
     hidden, channels, patch_h, patch_w = proj.shape
@@ -294,8 +292,7 @@ def original_dpt_config(state_dict, metric_depth=None, num_heads=None):
     readout = "project" if "pretrained.act_postprocess4.0.project.0.weight" in state_dict else "ignore"
     fusion = to_numpy(state_dict["scratch.layer1_rn.weight"]).shape[0]
     config = {
-        "backbone": {"registered_name": "keras_vit>ViTBackbone", "class_name": "ViTBackbone", "module": None,
-                     "config": backbone},
+        "backbone": serialized("keras_vit>ViTBackbone", backbone),
         "taps": list(taps), "neck_widths": [int(w) for w in widths], "reassemble_factors": factors,
         "readout": readout, "fusion_width": int(fusion),
         "use_batch_norm": "scratch.refinenet1.resConfUnit1.bn1.weight" in state_dict,
@@ -312,7 +309,8 @@ def original_dpt_config(state_dict, metric_depth=None, num_heads=None):
 def transformers_dpt_config(hf_config):
     """`(task registered name, task config)` of a transformers DPT
     `config.json` (plain ViT or hybrid)."""
-    from keras_vit.models.dpt import DPT_TAPS
+    from keras_vit.presets.dpt_presets import DPT_TAPS
+    from keras_vit.presets.registry import serialized
 
     get = hf_config.get
     size, patch = get("image_size", 384), get("patch_size", 16)
@@ -333,8 +331,7 @@ def transformers_dpt_config(hf_config):
         backbone["patch_size"] = 1
         taps = list(DPT_TAPS["hybrid"][:2]) + taps[2:]
     config = {
-        "backbone": {"registered_name": "keras_vit>ViTBackbone", "class_name": "ViTBackbone", "module": None,
-                     "config": backbone},
+        "backbone": serialized("keras_vit>ViTBackbone", backbone),
         "taps": taps, "neck_widths": list(get("neck_hidden_sizes", [96, 192, 384, 768])),
         "reassemble_factors": list(get("reassemble_factors", [4, 2, 1, 0.5])),
         "readout": get("readout_type", "project"), "fusion_width": get("fusion_hidden_size", 256),

@@ -16,7 +16,9 @@ import keras
 from keras import ops
 
 
-def _depth_inputs(y_true, y_pred):
+def depth_maps(y_true, y_pred):
+    """`(B, H, W)` float32 targets and predictions (a trailing channel of 1
+    dropped), checked to have the same size."""
     y_true = ops.cast(y_true, "float32")
     y_pred = ops.cast(y_pred, "float32")
     if len(y_pred.shape) == 4 and y_pred.shape[-1] == 1:
@@ -29,6 +31,11 @@ def _depth_inputs(y_true, y_pred):
             f"y_true.shape={tuple(y_true.shape)}, y_pred.shape={tuple(y_pred.shape)}. Resize the targets "
             "(nearest) to the model's output size."
         )
+    return y_true, y_pred
+
+
+def _depth_inputs(y_true, y_pred):
+    y_true, y_pred = depth_maps(y_true, y_pred)
     mask = ops.logical_and(ops.isfinite(y_true), y_true > 0)
     y_true = ops.where(mask, y_true, 0.0)
     return y_true, y_pred, ops.cast(mask, "float32")
@@ -91,7 +98,7 @@ def _normalise(values, mask):
     return (values - median) / ops.maximum(spread, 1e-6)
 
 
-def ssi_terms(y_true, y_pred, alpha=0.5, scales=4, trimmed=False, trim=0.2):
+def ssi_terms(y_true, y_pred, alpha=0.5, scales=4, trimmed=False, trim=0.2, terms=("data", "gradient")):
     """The terms of the scale- and shift-invariant loss, `{"data", "gradient"}`.
 
     - least squares (default): the prediction is aligned to the target per
@@ -102,24 +109,29 @@ def ssi_terms(y_true, y_pred, alpha=0.5, scales=4, trimmed=False, trim=0.2):
       of `|r|` per image over `2 * M`.
 
     `gradient` is `gradient_matching` on the aligned maps (0 when `alpha` is 0).
+    `terms` names the terms to compute (a metric reporting one skips the other).
     """
     target, prediction, mask = _depth_inputs(y_true, y_pred)
     if trimmed:
         aligned, target = _normalise(prediction, mask), _normalise(target, mask)
+    else:
+        scale, shift = scale_and_shift(prediction, target, mask)
+        aligned = scale[:, None, None] * prediction + shift[:, None, None]
+    out = {}
+    if "data" in terms and trimmed:
         residual = ops.reshape(ops.abs(aligned - target), (ops.shape(mask)[0], -1))
         valid = ops.reshape(mask, (ops.shape(mask)[0], -1))
         ordered = ops.sort(ops.where(valid > 0, residual, float("inf")), axis=-1)
         keep = ops.cast(ops.floor((1.0 - trim) * ops.sum(valid, axis=-1)), "int32")
         rank = ops.arange(ops.shape(ordered)[-1], dtype="int32")[None, :]
         kept = ops.where(rank < keep[:, None], ordered, 0.0)
-        data = _batch_based(ops.sum(kept, axis=-1), 2.0 * ops.sum(valid, axis=-1))
-    else:
-        scale, shift = scale_and_shift(prediction, target, mask)
-        aligned = scale[:, None, None] * prediction + shift[:, None, None]
+        out["data"] = _batch_based(ops.sum(kept, axis=-1), 2.0 * ops.sum(valid, axis=-1))
+    elif "data" in terms:
         residual = aligned - target
-        data = _batch_based(ops.sum(mask * residual * residual, axis=(1, 2)), 2.0 * ops.sum(mask, axis=(1, 2)))
-    gradient = gradient_matching(aligned, target, mask, scales) if alpha > 0 else ops.zeros((), "float32")
-    return {"data": data, "gradient": gradient}
+        out["data"] = _batch_based(ops.sum(mask * residual * residual, axis=(1, 2)), 2.0 * ops.sum(mask, axis=(1, 2)))
+    if "gradient" in terms:
+        out["gradient"] = gradient_matching(aligned, target, mask, scales) if alpha > 0 else ops.zeros((), "float32")
+    return out
 
 
 def _check_nonnegative(name, value):
@@ -174,11 +186,20 @@ def ssi_term_metrics(alpha=0.5, scales=4, trimmed=False, trim=0.2):
     metrics = []
     for term in ("data", "gradient"):
         def fn(y_true, y_pred, term=term):
-            value = ssi_terms(y_true, y_pred, alpha, scales, trimmed, trim)[term]
+            value = ssi_terms(y_true, y_pred, alpha, scales, trimmed, trim, terms=(term,))[term]
             return ops.ones((ops.shape(y_pred)[0],), "float32") * value
 
         metrics.append(keras.metrics.MeanMetricWrapper(fn, name=f"ssi_{term}"))
     return metrics
+
+
+def segmentation_inputs(y_true, y_pred):
+    """`(B, H, W)` int32 labels (a trailing channel of 1 dropped) and float32
+    logits at the labels' size."""
+    labels = ops.cast(y_true, "int32")
+    if len(labels.shape) == 4 and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    return labels, _resize_logits(ops.cast(y_pred, "float32"), labels.shape[1:3])
 
 
 def _resize_logits(logits, size):
@@ -213,10 +234,7 @@ class SegmentationCrossEntropy(keras.losses.Loss):
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
-        labels = ops.cast(y_true, "int32")
-        if len(labels.shape) == 4 and labels.shape[-1] == 1:
-            labels = labels[..., 0]
-        logits = _resize_logits(ops.cast(y_pred, "float32"), labels.shape[1:3])
+        labels, logits = segmentation_inputs(y_true, y_pred)
         valid = ops.ones_like(labels, "bool") if self.ignore_index is None else labels != self.ignore_index
         safe = ops.where(valid, labels, 0)
         per_pixel = keras.losses.sparse_categorical_crossentropy(safe, logits, from_logits=self.from_logits)

@@ -6,14 +6,8 @@ any size), and the standard monocular-depth metrics (per image, then averaged).
 import keras
 from keras import ops
 
-from keras_vit.losses.dense_losses import _resize_logits
-
-
-def _labels_and_logits(y_true, y_pred):
-    labels = ops.cast(y_true, "int32")
-    if len(labels.shape) == 4 and labels.shape[-1] == 1:
-        labels = labels[..., 0]
-    return labels, _resize_logits(ops.cast(y_pred, "float32"), labels.shape[1:3])
+from keras_vit.losses.dense_losses import depth_maps
+from keras_vit.losses.dense_losses import segmentation_inputs
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -35,7 +29,7 @@ class SegmentationMeanIoU(keras.metrics.MeanIoU):
         self.ignore_index = ignore_index
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        labels, logits = _labels_and_logits(y_true, y_pred)
+        labels, logits = segmentation_inputs(y_true, y_pred)
         return super().update_state(labels, logits, sample_weight)
 
     def get_config(self):
@@ -52,7 +46,7 @@ class SegmentationAccuracy(keras.metrics.SparseCategoricalAccuracy):
         self.ignore_index = ignore_index
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        labels, logits = _labels_and_logits(y_true, y_pred)
+        labels, logits = segmentation_inputs(y_true, y_pred)
         valid = ops.ones_like(labels, "float32")
         if self.ignore_index is not None:
             valid = ops.cast(labels != self.ignore_index, "float32")
@@ -76,17 +70,7 @@ def depth_metrics_per_image(y_true, y_pred, min_depth=1e-3, max_depth=10.0, medi
     pixel give NaN."""
     from keras_vit.losses.dense_losses import _masked_median
 
-    gt = ops.cast(y_true, "float32")
-    pred = ops.cast(y_pred, "float32")
-    if len(gt.shape) == 4:
-        gt = gt[..., 0]
-    if len(pred.shape) == 4:
-        pred = pred[..., 0]
-    if tuple(gt.shape[1:]) != tuple(pred.shape[1:]):
-        raise ValueError(
-            f"Depth targets and predictions must have the same (H, W). Received: y_true {tuple(gt.shape)}, "
-            f"y_pred {tuple(pred.shape)}."
-        )
+    gt, pred = depth_maps(y_true, y_pred)
     valid = ops.logical_and(ops.isfinite(gt), ops.logical_and(gt > min_depth, gt < max_depth))
     mask = ops.cast(valid, "float32")
     gt = ops.where(valid, gt, 1.0)

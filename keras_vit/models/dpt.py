@@ -24,6 +24,8 @@ from keras_vit.layers.dpt_fusion import DPTFusionBlock
 from keras_vit.layers.dpt_reassemble import DPTReassemble
 from keras_vit.layers.dpt_segmentation_head import DPTSegmentationHead
 from keras_vit.models.task import Task
+from keras_vit.presets.dpt_presets import DPT_NECK_WIDTHS
+from keras_vit.presets.dpt_presets import DPT_TAPS
 from keras_vit.utils.serialization import model_config_with_backbone
 from keras_vit.utils.serialization import task_from_config
 from keras_vit.utils.validation import check_image_batch
@@ -32,17 +34,6 @@ from keras_vit.utils.validation import check_pair
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
 
-# The taps of the releases (0-based blocks; ResNet stages by keras_vit's names).
-DPT_TAPS = {
-    "large": ("block_5", "block_11", "block_17", "block_23"),
-    "base": ("block_2", "block_5", "block_8", "block_11"),
-    "hybrid": ("stage_0", "stage_1", "block_8", "block_11"),
-}
-DPT_NECK_WIDTHS = {
-    "large": (256, 512, 1024, 1024),
-    "base": (96, 192, 384, 768),
-    "hybrid": (256, 512, 768, 768),
-}
 
 
 def _check_taps(backbone, taps, neck_widths, reassemble_factors):
@@ -178,14 +169,17 @@ class _DPTTask(Task, keras.Model):
             for scale, side in ((scale_h, height), (scale_w, width))
         )
 
-    def _predict_dense(self, images, multiple_of, batch_size, verbose):
-        """Runs raw images of any sizes at their working sizes; returns one
-        `(H', W', C)` float map per image, at the model's output resolution."""
-        arrays = _image_list(images, self.backbone.image_shape[-1])
+    def _predict_dense(self, images, multiple_of, batch_size, verbose, finish):
+        """Runs raw images of any sizes at their working sizes; each
+        prediction, an `(H', W', C)` float map, is resized back to its image's
+        size (bicubic, align_corners=False) and given to `finish`. Returns the
+        maps shaped as the input was: one, a batch or a list."""
+        batch_size = check_positive_int("batch_size", batch_size)
+        arrays, kind = _image_list(images, self.backbone.image_shape[-1])
         by_size = {}
         for index, image in enumerate(arrays):
             by_size.setdefault(self.working_size(*image.shape[:2], multiple_of), []).append(index)
-        outputs = [None] * len(arrays)
+        maps = [None] * len(arrays)
         progress = keras.utils.Progbar(len(arrays), verbose=int(bool(verbose))) if verbose else None
         for size, indices in by_size.items():
             model = self.at_image_size(size)
@@ -197,10 +191,11 @@ class _DPTTask(Task, keras.Model):
                     result = result["logits"]
                 result = np.asarray(keras.ops.convert_to_numpy(result), "float32")
                 for i, value in zip(chunk, result):
-                    outputs[i] = value if value.ndim == 3 else value[..., None]
+                    value = value if value.ndim == 3 else value[..., None]
+                    maps[i] = finish(_resize_numpy(value, arrays[i].shape[:2], "bicubic"))
                 if progress is not None:
                     progress.add(len(chunk))
-        return arrays, outputs
+        return maps if kind == "list" else maps[0] if kind == "image" else np.stack(maps)
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -297,10 +292,7 @@ class DPTDepthEstimator(_DPTTask):
             a list of `(H_i, W_i)` maps. Relative inverse depth (larger is
             nearer) for `dpt_large`/`dpt_hybrid`; metres for the metric presets.
         """
-        batch_size = check_positive_int("batch_size", batch_size)
-        arrays, outputs = self._predict_dense(images, multiple_of, batch_size, verbose)
-        maps = [_resize_numpy(out, image.shape[:2], "bicubic")[..., 0] for image, out in zip(arrays, outputs)]
-        return _like_input(images, maps)
+        return self._predict_dense(images, multiple_of, batch_size, verbose, lambda depth: depth[..., 0])
 
     def get_config(self):
         return {
@@ -412,9 +404,9 @@ class DPTImageSegmenter(_DPTTask):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def _loss_targets(self, y):
-        if y is None or isinstance(y, dict) or not self.auxiliary_head:
-            return y if (y is None or isinstance(y, dict)) else {"logits": y}
-        return {"logits": y, "aux_logits": y}
+        if y is None or isinstance(y, dict):
+            return y
+        return {"logits": y, "aux_logits": y} if self.auxiliary_head else {"logits": y}
 
     def predict_segmentation(self, images, multiple_of=32, batch_size=4, verbose=False):
         """Class maps of raw images of any size, at each image's own size.
@@ -429,13 +421,9 @@ class DPTImageSegmenter(_DPTTask):
             script adds 1 to match ADE's 1-based label files; keras_vit keeps
             the model's 0-based classes.)
         """
-        batch_size = check_positive_int("batch_size", batch_size)
-        arrays, outputs = self._predict_dense(images, multiple_of, batch_size, verbose)
-        maps = [
-            np.argmax(_resize_numpy(out, image.shape[:2], "bicubic"), axis=-1).astype("int32")
-            for image, out in zip(arrays, outputs)
-        ]
-        return _like_input(images, maps)
+        return self._predict_dense(
+            images, multiple_of, batch_size, verbose, lambda logits: np.argmax(logits, axis=-1).astype("int32")
+        )
 
     def get_config(self):
         return {
@@ -447,12 +435,14 @@ class DPTImageSegmenter(_DPTTask):
 
 
 def _image_list(images, channels):
-    """Raw images as a list of float32 `(H, W, C)` arrays, checked."""
+    """Raw images as a list of float32 `(H, W, C)` arrays, checked, and
+    whether they came as one `"image"`, a `"batch"` or a `"list"`."""
     if isinstance(images, (list, tuple)):
-        arrays = [np.asarray(keras.ops.convert_to_numpy(i)) for i in images]
+        arrays, kind = [np.asarray(keras.ops.convert_to_numpy(i)) for i in images], "list"
     else:
         array = np.asarray(keras.ops.convert_to_numpy(images))
         arrays = [array] if array.ndim == 3 else list(array) if array.ndim == 4 else None
+        kind = "image" if array.ndim == 3 else "batch"
         if arrays is None:
             raise ValueError(
                 "images must be an (H, W, C) image, a (B, H, W, C) batch or a list of images. "
@@ -467,7 +457,7 @@ def _image_list(images, channels):
             )
         if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
             raise ValueError(f"images[{index}] must hold finite numbers. Received dtype {array.dtype}")
-    return [a.astype("float32") for a in arrays]
+    return [a.astype("float32") for a in arrays], kind
 
 
 def _resize_numpy(array, size, method):
@@ -481,9 +471,3 @@ def _resize_numpy(array, size, method):
     rows = interpolation_matrix(height, size[0], method, False).astype("float32")
     cols = interpolation_matrix(width, size[1], method, False).astype("float32")
     return np.einsum("Hh,hwc,Ww->HWc", rows, array, cols, optimize=True)
-
-
-def _like_input(images, maps):
-    if isinstance(images, (list, tuple)):
-        return maps
-    return maps[0] if np.ndim(keras.ops.convert_to_numpy(images)) == 3 else np.stack(maps)

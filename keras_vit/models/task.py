@@ -3,6 +3,7 @@
 import keras
 from keras import tree
 
+from keras_vit.backend.jax_state import variables_kept_on_failure
 from keras_vit.backend.jax_state import weights_lost as _weights_lost
 from keras_vit.presets.registry import ClassPresets
 
@@ -139,8 +140,6 @@ class Task:
         )
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, *args, **kwargs):
-        from keras_vit.backend.jax_state import variables_kept_on_failure
-
         self._check_weights_present(training=True)
         self.check_raw_inputs(x)
         with variables_kept_on_failure(self, training=True):
@@ -154,16 +153,12 @@ class Task:
             return history
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        from keras_vit.backend.jax_state import variables_kept_on_failure
-
         self._check_weights_present()
         self.check_raw_inputs(x)
         with variables_kept_on_failure(self):
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        from keras_vit.backend.jax_state import variables_kept_on_failure
-
         self._check_weights_present()
         self.check_raw_inputs(x)
         with variables_kept_on_failure(self):

@@ -36,11 +36,23 @@ _HYBRID = {
     "patch_size": (1, 1), "hidden_dim": 768, "num_layers": 12, "num_heads": 12, "mlp_dim": 3072,
     "hybrid_layers": (3, 4, 9),
 }
+# The taps of the releases (0-based blocks; ResNet stages by keras_vit's
+# names: the original code's hooks) and their reassembled widths.
+DPT_TAPS = {
+    "large": ("block_5", "block_11", "block_17", "block_23"),
+    "base": ("block_2", "block_5", "block_8", "block_11"),
+    "hybrid": ("stage_0", "stage_1", "block_8", "block_11"),
+}
+DPT_NECK_WIDTHS = {
+    "large": (256, 512, 1024, 1024),
+    "base": (96, 192, 384, 768),
+    "hybrid": (256, 512, 768, 768),
+}
 _NECK = {
-    "large": {"taps": ["block_5", "block_11", "block_17", "block_23"], "neck_widths": [256, 512, 1024, 1024],
+    "large": {"taps": list(DPT_TAPS["large"]), "neck_widths": list(DPT_NECK_WIDTHS["large"]),
               "reassemble_factors": [4, 2, 1, 0.5], "fusion_width": 256},
     # The ResNet stages go to the neck as they are: their factors are unused.
-    "hybrid": {"taps": ["stage_0", "stage_1", "block_8", "block_11"], "neck_widths": [256, 512, 768, 768],
+    "hybrid": {"taps": list(DPT_TAPS["hybrid"]), "neck_widths": list(DPT_NECK_WIDTHS["hybrid"]),
                "reassemble_factors": [1, 1, 1, 0.5], "fusion_width": 256},
 }
 _RELEASE = "https://github.com/isl-org/DPT/releases/download/1_0"
@@ -129,8 +141,6 @@ def build(config, registered):
 
 def _fetch(name, source):
     """Downloads and converts a table preset; returns `(model, metadata)`."""
-    import json
-
     from keras_vit.conversion.checkpoint import read_checkpoint
     from keras_vit.conversion.dpt import load_original_dpt
     from keras_vit.conversion.dpt import load_transformers_dpt
@@ -151,12 +161,11 @@ def _fetch(name, source):
                 f"transformers has no port of {name!r}; its presets with source='transformers' are {ported}. "
                 "Use source='original'."
             )
-        repo = entry["transformers"]
-        url = hf_file_url(repo, "model.safetensors")
-        path = download(url, filename=repo.replace("/", "--") + ".safetensors")
-        with open(download(hf_file_url(repo, "config.json"), filename=repo.replace("/", "--") + ".config.json")) as f:
-            epsilon = float(json.load(f).get("layer_norm_eps", 1e-12))
-        loader = load_transformers_dpt
+        from keras_vit.presets.loader import _read_hf
+
+        url = hf_file_url(entry["transformers"], "model.safetensors")
+        path, hf_config = _read_hf("hf://" + entry["transformers"])
+        epsilon, loader = float(hf_config.get("layer_norm_eps", 1e-12)), load_transformers_dpt
     arrays = read_checkpoint(path)
     # The weights' own grid (24 x 24 in every release), then the working size.
     key = "pretrained.model.pos_embed" if source == "original" else "dpt.embeddings.position_embeddings"
