@@ -9,6 +9,7 @@ from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
 from keras_vit.models.detr import DETR
 from keras_vit.models.dpt import DPTDepthEstimator
 from keras_vit.models.dpt import DPTImageSegmenter
+from keras_vit.models.segmenter import Segmenter
 from keras_vit.models.vit import ViT
 from keras_vit.presets import list_presets
 from keras_vit.presets import preset_cache_dir
@@ -19,6 +20,7 @@ __all__ = [
     "DPTDepthEstimator",
     "DPTImageSegmenter",
     "ResNetBackbone",
+    "Segmenter",
     "ViT",
     "ViTBackbone",
     "ViTImagePreprocessor",

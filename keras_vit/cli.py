@@ -2,6 +2,8 @@
 
     keras-vit train [recipe options]   # the main job: a ViT on the bundled digits
     keras-vit detect [recipe options]  # DETR on the generated shapes (or tfds:coco/2017)
+    keras-vit depth [recipe options]   # DPT depth on the generated scenes (or tfds:nyu_depth_v2)
+    keras-vit segment [recipe options] # DPT segmentation on the generated scenes (or tfds:scene_parse150)
     keras-vit presets                  # list the presets
     keras-vit convert SOURCE OUTPUT_DIR [--num-heads N] [--image-size S] [--num-classes K]
         # SOURCE: a ViT or DETR preset name, a .npz/.safetensors/.pth/.bin file, or hf://org/name
@@ -9,17 +11,23 @@
 
 import sys
 
+RECIPES = {
+    "train": "recipes.vit_classification",
+    "detect": "recipes.detr_detection",
+    "depth": "recipes.dpt_depth",
+    "segment": "recipes.segmentation",
+}
+
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv else "train"
-    if command in ("train", "detect"):
+    if command in RECIPES:
+        import importlib
+
         from recipes import tfds_data
 
-        if command == "train":
-            from recipes.vit_classification import main as recipe
-        else:
-            from recipes.detr_detection import main as recipe
+        recipe = importlib.import_module(RECIPES[command]).main
         try:
             recipe(argv)
         except (tfds_data.OfflineError, tfds_data.MissingTFDS) as error:
@@ -28,13 +36,12 @@ def main(argv=None):
             return 1
         return 0
     if command == "presets":
-        from keras_vit.presets import VIT_PRESETS
-        from keras_vit.presets.detr_presets import DETR_PRESETS
+        from keras_vit.presets.registry import _FAMILIES
+        from keras_vit.presets.registry import list_presets
 
-        for name, entry in sorted(VIT_PRESETS.items()):
-            print(f"{name:14s} {entry['variant']:6s} {entry['description']}")
-        for name, entry in sorted(DETR_PRESETS.items()):
-            print(f"{name:14s} {'DETR':6s} {entry['description']}")
+        for family in sorted(_FAMILIES):
+            for name in list_presets(family):
+                print(f"{name:18s} {family:16s} {_FAMILIES[family].presets[name]['description']}")
         return 0
     if command == "convert":
         return convert(argv)

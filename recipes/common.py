@@ -1,8 +1,15 @@
-"""Command-line handling shared by the recipes: a config dict, typed overrides and --smoke."""
+"""What the recipes share: command-line handling (a config dict, typed
+overrides, --smoke), crash-safe training with periodic evaluation, and the
+end of a run (preset, figures, results.json)."""
 
 import argparse
 import math
 import os
+
+import keras
+
+from keras_vit.callbacks import CrashSafeBackup
+from keras_vit.data import EpochBatches
 
 
 def _positive_int(text):
@@ -95,3 +102,119 @@ def training_curve_figure(history, left_keys=("loss",), right_keys=(), right_lab
         right.legend(loc="center right")
     figure.tight_layout()
     return figure
+
+
+def add_run_arguments(parser, dataset, output, preset=None):
+    """The options every recipe has: `--dataset` (default `dataset`), `--output`
+    (default `output`), `--smoke`, `--data-dir`, `--offline`, and `--preset`
+    when `preset` (its help text) is given."""
+    parser.add_argument("--dataset", default=dataset, help=f"'{dataset}' (embedded) or 'tfds:NAME'")
+    parser.add_argument("--output", default=output, help="output directory")
+    if preset is not None:
+        parser.add_argument("--preset", default=None, help=preset)
+    parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
+    parser.add_argument(
+        "--data-dir", default=None, help="tensorflow-datasets data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets)"
+    )
+    parser.add_argument("--offline", action="store_true", help="never download: read tfds data already on disk")
+
+
+def finish_run(model, backup, output_dir, recipe, config, results, curve):
+    """The end of a crash-safe recipe run: saves the preset, completes
+    `results` with the run's facts (backend, the whole run's training seconds
+    and epochs also after a resume, parameters, history), writes the
+    training curve (`curve`, a figure) and results.json, atomically, and only
+    then deletes the backup. Returns the results."""
+    from keras_vit.utils.files import write_json_atomically
+
+    model.save_to_preset(os.path.join(output_dir, "preset"), metadata={"recipe": recipe, "config": config})
+    results = {
+        "dataset": config["dataset"],
+        "backend": keras.backend.backend(),
+        "train_seconds": round(sum(row["seconds"] for row in backup.history), 1),
+        "epochs": len(backup.history),
+        "resumed_after_epoch": backup.initial_epoch or None,
+        "parameters": int(model.count_params()),
+        **results,
+        "history": backup.history,
+        "output_dir": output_dir,
+    }
+    results["curve_png"] = save_figure(curve, os.path.join(output_dir, "training_curve.png"))
+    write_json_atomically(os.path.join(output_dir, "results.json"), results)
+    backup.finish()  # every output is in place: the backup has done its job
+    return results
+
+
+def recipe_main(parse_args, run, argv=None, hidden=("history", "evaluations", "loss")):
+    """Parses the arguments, runs, prints the results (without the long lists)."""
+    import json
+
+    config, output = parse_args(argv)
+    results = run(config, output)
+    print(json.dumps({k: v for k, v in results.items() if k not in hidden}, indent=2))
+    return results
+
+
+class PeriodicEvaluation(keras.callbacks.Callback):
+    """Every `every` epochs (and, with `at_end`, after the last),
+    `evaluate(model)` -> dict of numbers, printed with `describe(row)` and
+    kept with the epoch's training loss. The history is part of
+    `CrashSafeBackup`'s state, so a resumed run keeps it."""
+
+    def __init__(self, evaluate, every, describe, at_end=True):
+        super().__init__()
+        self.evaluate, self.every, self.describe, self.at_end = evaluate, int(every), describe, bool(at_end)
+        self.history = []
+
+    def get_state(self):
+        return {"history": self.history}
+
+    def set_state(self, state):
+        self.history = list(state["history"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = self.at_end and (epoch + 1) == self.params.get("epochs")
+        if (epoch + 1) % self.every and not last:
+            return
+        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), **self.evaluate(self.model)}
+        self.history.append(row)
+        print(f"epoch {epoch + 1}: loss {row['loss']:.4f}, {self.describe(row)}", flush=True)
+
+
+def fit_crash_safe(model, train, config, output_dir, evaluation=None, verbose=2, **fit_kwargs):
+    """`model.fit` under `CrashSafeBackup` (in `output_dir/backup`): numpy
+    pairs go through `EpochBatches` (order by (seed, epoch)), tf.data sets as
+    they are. `evaluation` (a `PeriodicEvaluation` or any callback with
+    `get_state`/`set_state`) is kept with each checkpoint. Returns the backup
+    (its `history`, `initial_epoch`, `finish()`)."""
+    state = {"evaluation": evaluation} if evaluation is not None else None
+    backup = CrashSafeBackup(os.path.join(output_dir, "backup"), state=state, verbose=verbose)
+    # The evaluation first: its row of an epoch is in that epoch's checkpoint.
+    callbacks = ([evaluation] if evaluation is not None else []) + [backup]
+    if isinstance(train, tuple):
+        batches = EpochBatches(train[0], train[1], config["batch_size"], seed=config["seed"])
+        model.fit(
+            batches, epochs=config["epochs"], shuffle=False,  # EpochBatches shuffles, by (seed, epoch)
+            callbacks=callbacks + [batches.epoch_callback()], verbose=verbose, **fit_kwargs,
+        )
+    else:
+        model.fit(train, epochs=config["epochs"], callbacks=callbacks, verbose=verbose, **fit_kwargs)
+    return backup
+
+
+def small_backbone(config, dtype=None, layer_norm_epsilon=1e-6, channels=3):
+    """The recipes' from-scratch ViT encoder (sizes from the config)."""
+    import keras_vit
+
+    return keras_vit.ViTBackbone(
+        image_shape=(config["image_size"], config["image_size"], channels),
+        patch_size=config["patch_size"],
+        hidden_dim=config["hidden_dim"],
+        num_layers=config["num_layers"],
+        num_heads=config["num_heads"],
+        mlp_dim=config["mlp_dim"],
+        dropout_rate=config.get("dropout_rate", 0.0),
+        drop_path_rate=config["drop_path_rate"],
+        layer_norm_epsilon=layer_norm_epsilon,
+        dtype=dtype,
+    )

@@ -16,23 +16,24 @@ boxes; killed at any moment, a rerun resumes after the last finished epoch.
 """
 
 import argparse
-import json
 import os
 
 import keras
 import numpy as np
 
 import keras_vit
-from keras_vit.callbacks import CrashSafeBackup
-from keras_vit.data import EpochBatches
 from keras_vit.data.shapes import SHAPE_CLASSES
 from keras_vit.data.shapes import make_shapes
 from keras_vit.metrics import coco_evaluate
 from keras_vit.presets.detr_presets import build_detr
-from keras_vit.utils.files import write_json_atomically
 from keras_vit.visualization import plot_detections
+from recipes.common import PeriodicEvaluation
 from recipes.common import add_config_arguments
+from recipes.common import add_run_arguments
 from recipes.common import config_from_args
+from recipes.common import finish_run
+from recipes.common import fit_crash_safe
+from recipes.common import recipe_main
 from recipes.common import save_figure
 from recipes.common import training_curve_figure
 
@@ -216,30 +217,6 @@ def evaluate(model, test, batch_size):
     return metrics, predictions
 
 
-class COCOEvaluation(keras.callbacks.Callback):
-    """Prints COCO AP / AP50 every few epochs and keeps the history (which
-    `CrashSafeBackup` stores with each checkpoint)."""
-
-    def __init__(self, test, every, batch_size):
-        super().__init__()
-        self.test, self.every, self.batch_size = test, every, batch_size
-        self.history = []
-
-    def get_state(self):
-        return {"history": self.history}
-
-    def set_state(self, state):
-        self.history = list(state["history"])
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        metrics, _ = evaluate(self.model, self.test, self.batch_size)
-        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), **metrics}
-        self.history.append(row)
-        print(f"epoch {epoch + 1}: loss {row['loss']:.3f}, AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f}", flush=True)
-
-
 def run(config, output_dir, verbose=2):
     """Trains, evaluates and saves; returns a dict of results.
 
@@ -263,44 +240,21 @@ def run(config, output_dir, verbose=2):
             schedule, weight_decay=config["weight_decay"], global_clipnorm=config["clip_norm"]
         )
     )
-    evaluation = COCOEvaluation(test, config["eval_every"], config["batch_size"] * 4)
-    backup = CrashSafeBackup(os.path.join(output_dir, "backup"), state={"evaluation": evaluation}, verbose=verbose)
-    callbacks = [backup, evaluation]
+    evaluation = PeriodicEvaluation(
+        lambda m: evaluate(m, test, config["batch_size"] * 4)[0], config["eval_every"],
+        lambda row: f"AP {row['AP']:.3f}, AP50 {row['AP50']:.3f}",
+        at_end=False,  # the run evaluates after training anyway (and draws those predictions)
+    )
     if isinstance(train, tuple):
-        images, targets = train
-        batches = EpochBatches(images.astype("float32"), targets, config["batch_size"], seed=config["seed"])
-        model.fit(
-            batches, epochs=config["epochs"], shuffle=False,  # EpochBatches shuffles, by (seed, epoch)
-            callbacks=callbacks + [batches.epoch_callback()], verbose=verbose,
-        )
-    else:
-        model.fit(train, epochs=config["epochs"], callbacks=callbacks, verbose=verbose)
+        train = (train[0].astype("float32"), train[1])
+    backup = fit_crash_safe(model, train, config, output_dir, evaluation, verbose)
     metrics, predictions = evaluate(model, test, config["batch_size"] * 4)
 
-    model.save_to_preset(os.path.join(output_dir, "preset"), metadata={"recipe": "detr_detection", "config": config})
-    results = {
-        "dataset": config["dataset"],
-        "backend": keras.backend.backend(),
-        # The whole run's, also when it was resumed.
-        "train_seconds": round(sum(row["seconds"] for row in backup.history), 1),
-        "epochs": len(backup.history),
-        "resumed_after_epoch": backup.initial_epoch or None,
-        "parameters": int(model.count_params()),
-        "coco": metrics,
-        "evaluations": evaluation.history,
-        "loss": [row["loss"] for row in backup.history],
-        "history": backup.history,
-        "output_dir": output_dir,
-    }
+    results = {"coco": metrics, "evaluations": evaluation.history, "loss": [row["loss"] for row in backup.history]}
     if isinstance(test, tuple):
         results["detections_png"] = save_detections_png(test, predictions, class_names, output_dir)
-    results["curve_png"] = save_figure(
-        training_curve_figure(backup.history, ("loss",), ("AP50", "AP"), "held-out COCO AP", evaluation.history),
-        os.path.join(output_dir, "training_curve.png"),
-    )
-    write_json_atomically(os.path.join(output_dir, "results.json"), results)
-    backup.finish()  # every output is in place: the backup has done its job
-    return results
+    curve = training_curve_figure(backup.history, ("loss",), ("AP50", "AP"), "held-out COCO AP", evaluation.history)
+    return finish_run(model, backup, output_dir, "detr_detection", config, results, curve)
 
 
 def save_detections_png(test, predictions, class_names, output_dir, count=8):
@@ -314,13 +268,8 @@ def save_detections_png(test, predictions, class_names, output_dir, count=8):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default=CONFIG["dataset"], help="'shapes' or 'tfds:NAME' (e.g. tfds:coco/2017)")
-    parser.add_argument("--output", default="runs/detr_detection", help="output directory")
-    parser.add_argument("--preset", default=None, help="start from a DETR preset (e.g. detr_r50)")
+    add_run_arguments(parser, "shapes", "runs/detr_detection", preset="start from a DETR preset (e.g. detr_r50)")
     parser.add_argument("--matching", default=None, choices=["host", "ops"])
-    parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
-    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    parser.add_argument("--offline", action="store_true", help="never download: read tfds data already on disk")
     add_config_arguments(
         parser,
         int_keys=(
@@ -334,10 +283,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    config, output = parse_args(argv)
-    results = run(config, output)
-    print(json.dumps({k: v for k, v in results.items() if k not in ("loss", "evaluations", "history")}, indent=2))
-    return results
+    return recipe_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

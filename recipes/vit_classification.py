@@ -13,22 +13,23 @@ a rerun with the same `--output` resumes after the last finished epoch.
 """
 
 import argparse
-import json
 import os
 
 import keras
 import numpy as np
 
 import keras_vit
-from keras_vit.callbacks import CrashSafeBackup
-from keras_vit.data import EpochBatches
 from keras_vit.data.digits import load_digits
-from keras_vit.utils.files import write_json_atomically
 from keras_vit.visualization import class_token_attention
 from keras_vit.visualization import plot_attention_maps
 from recipes.common import add_config_arguments
+from recipes.common import add_run_arguments
 from recipes.common import config_from_args
+from recipes.common import finish_run
+from recipes.common import fit_crash_safe
+from recipes.common import recipe_main
 from recipes.common import save_figure
+from recipes.common import small_backbone
 from recipes.common import training_curve_figure
 
 CONFIG = {
@@ -94,17 +95,7 @@ def _load_tfds(name, config):
 
 def build_model(config, num_classes, channels):
     dtype = "mixed_bfloat16" if config["mixed_precision"] else None
-    backbone = keras_vit.ViTBackbone(
-        image_shape=(config["image_size"], config["image_size"], channels),
-        patch_size=config["patch_size"],
-        hidden_dim=config["hidden_dim"],
-        num_layers=config["num_layers"],
-        num_heads=config["num_heads"],
-        mlp_dim=config["mlp_dim"],
-        dropout_rate=config["dropout_rate"],
-        drop_path_rate=config["drop_path_rate"],
-        dtype=dtype,
-    )
+    backbone = small_backbone(config, dtype, channels=channels)
     # Raw inputs: the digits come in [0, 1], tfds photographs in [0, 255];
     # both map to [-1, 1].
     scale = 1.0 if config["dataset"] == "digits" else 1.0 / 255.0
@@ -142,48 +133,24 @@ def run(config, output_dir, verbose=1):
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], global_clipnorm=1.0)
     )
-    backup = CrashSafeBackup(os.path.join(output_dir, "backup"), verbose=verbose)
-    callbacks = [backup]
     if isinstance(train, tuple):
         x, y = train
         if config.get("steps_per_epoch"):
             x, y = x[: steps * config["batch_size"]], y[: steps * config["batch_size"]]
         # The order of each epoch's batches depends on (seed, epoch) only, so a
         # resumed run sees the batches the uninterrupted run would have.
-        batches = EpochBatches(x, y, config["batch_size"], seed=config["seed"])
-        model.fit(
-            batches, epochs=config["epochs"], shuffle=False,  # EpochBatches shuffles, by (seed, epoch)
-            callbacks=callbacks + [batches.epoch_callback()], verbose=verbose,
-        )
+        backup = fit_crash_safe(model, (x, y), config, output_dir, verbose=verbose)
         metrics = model.evaluate(*test, batch_size=256, verbose=0, return_dict=True)
     else:
         fit_args = {"steps_per_epoch": config["steps_per_epoch"]} if config.get("steps_per_epoch") else {}
-        model.fit(train, epochs=config["epochs"], callbacks=callbacks, verbose=verbose, **fit_args)
+        backup = fit_crash_safe(model, train, config, output_dir, verbose=verbose, **fit_args)
         metrics = model.evaluate(test, verbose=0, return_dict=True)
 
-    model.save_to_preset(os.path.join(output_dir, "preset"), metadata={"recipe": "vit_classification", "config": config})
-    results = {
-        "dataset": config["dataset"],
-        "backend": keras.backend.backend(),
-        "test_accuracy": float(metrics["accuracy"]),
-        "test_loss": float(metrics["loss"]),
-        # The whole run's, also when it was resumed.
-        "train_seconds": round(sum(row["seconds"] for row in backup.history), 1),
-        "epochs": len(backup.history),
-        "resumed_after_epoch": backup.initial_epoch or None,
-        "history": backup.history,
-        "parameters": int(model.count_params()),
-        "output_dir": output_dir,
-    }
+    results = {"test_accuracy": float(metrics["accuracy"]), "test_loss": float(metrics["loss"])}
     if isinstance(test, tuple):
         results["attention_png"] = save_attention_png(model, test[0][:8], test[1][:8], output_dir)
-    results["curve_png"] = save_figure(
-        training_curve_figure(backup.history, ("loss",), ("accuracy",), "training accuracy"),
-        os.path.join(output_dir, "training_curve.png"),
-    )
-    write_json_atomically(os.path.join(output_dir, "results.json"), results)
-    backup.finish()  # every output is in place: the backup has done its job
-    return results
+    curve = training_curve_figure(backup.history, ("loss",), ("accuracy",), "training accuracy")
+    return finish_run(model, backup, output_dir, "vit_classification", config, results, curve)
 
 
 def save_attention_png(model, images, labels, output_dir):
@@ -201,11 +168,7 @@ def save_attention_png(model, images, labels, output_dir):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default=CONFIG["dataset"], help="'digits' or 'tfds:NAME'")
-    parser.add_argument("--output", default="runs/vit_classification", help="output directory")
-    parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
-    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    parser.add_argument("--offline", action="store_true", help="never download: read tfds data already on disk")
+    add_run_arguments(parser, "digits", "runs/vit_classification")
     add_config_arguments(
         parser,
         int_keys=(
@@ -218,10 +181,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    config, output = parse_args(argv)
-    results = run(config, output)
-    print(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=2))
-    return results
+    return recipe_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

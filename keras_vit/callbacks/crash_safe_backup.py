@@ -9,8 +9,9 @@ rerun of the same `fit` continues after the last finished epoch) with:
 - **double buffering**: each epoch's checkpoint is a new directory
   `epoch-000007/` holding `model.weights.h5` (weights, optimizer state and
   random-generator states) and `state.json` (the epoch, the per-epoch logs of
-  the whole run, the size and sha256 of the weights file, and any extra state
-  the caller registers). It is written under a unique staging name and
+  the whole run, the size and sha256 of the weights file, torch's global
+  random state on the torch backend, where seedless dropout draws from it,
+  and any extra state the caller registers). It is written under a unique staging name and
   renamed into place only when complete, and the previous checkpoint is
   removed only after that, so one complete checkpoint exists at every moment;
 - **verification on restore**: the newest checkpoint whose `state.json` parses
@@ -33,6 +34,8 @@ import time
 
 import keras
 
+from keras_vit.backend.torch_rng import get_global_rng_state
+from keras_vit.backend.torch_rng import set_global_rng_state
 from keras_vit.utils.files import file_lock
 from keras_vit.utils.files import remove_leftovers
 from keras_vit.utils.files import replace_directory
@@ -132,6 +135,7 @@ class CrashSafeBackup(keras.callbacks.Callback):
                 "epoch": epoch,
                 "history": self.history,
                 "state": {name: item.get_state() for name, item in self.state.items()},
+                "backend_rng": get_global_rng_state(),
                 "weights_bytes": os.path.getsize(weights_path),
                 "weights_sha256": _sha256(weights_path),
                 "keras_version": keras.__version__,
@@ -172,6 +176,7 @@ class CrashSafeBackup(keras.callbacks.Callback):
                 optimizer.build(self.model.trainable_variables)
             self.model.load_weights(os.path.join(path, "model.weights.h5"))
             self.history = list(state["history"])
+            set_global_rng_state(state.get("backend_rng"))
             for name, item in self.state.items():
                 if name in state["state"]:
                     item.set_state(state["state"][name])

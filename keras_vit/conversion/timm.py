@@ -123,17 +123,23 @@ def load_timm_backbone(backbone, state_dict):
         "pos_embed",
     )
     for i in range(backbone.num_layers):
-        block, prefix = backbone.get_layer(f"block_{i}"), f"blocks.{i}"
-        layer_norm(block.norm1, state_dict, f"{prefix}.norm1")
-        linear(block.attention.qkv, state_dict, f"{prefix}.attn.qkv")
-        linear(block.attention.proj, state_dict, f"{prefix}.attn.proj")
-        layer_norm(block.norm2, state_dict, f"{prefix}.norm2")
-        linear(block.fc1, state_dict, f"{prefix}.mlp.fc1")
-        linear(block.fc2, state_dict, f"{prefix}.mlp.fc2")
-        if block.layer_scale1 is not None:
-            assign(block.layer_scale1.gamma, state_dict[f"{prefix}.ls1.gamma"], f"{prefix}.ls1.gamma")
-            assign(block.layer_scale2.gamma, state_dict[f"{prefix}.ls2.gamma"], f"{prefix}.ls2.gamma")
+        load_timm_block(backbone.get_layer(f"block_{i}"), state_dict, f"blocks.{i}")
     layer_norm(backbone.get_layer("encoder_norm"), state_dict, "norm")
+
+
+def load_timm_block(block, state_dict, prefix):
+    """One timm ViT block (`{prefix}.norm1`, `.attn.qkv`, `.attn.proj`,
+    `.norm2`, `.mlp.fc1`, `.mlp.fc2`, LayerScale `.ls1`/`.ls2`) into a
+    `TransformerEncoderBlock`."""
+    layer_norm(block.norm1, state_dict, f"{prefix}.norm1")
+    linear(block.attention.qkv, state_dict, f"{prefix}.attn.qkv")
+    linear(block.attention.proj, state_dict, f"{prefix}.attn.proj")
+    layer_norm(block.norm2, state_dict, f"{prefix}.norm2")
+    linear(block.fc1, state_dict, f"{prefix}.mlp.fc1")
+    linear(block.fc2, state_dict, f"{prefix}.mlp.fc2")
+    if block.layer_scale1 is not None:
+        assign(block.layer_scale1.gamma, state_dict[f"{prefix}.ls1.gamma"], f"{prefix}.ls1.gamma")
+        assign(block.layer_scale2.gamma, state_dict[f"{prefix}.ls2.gamma"], f"{prefix}.ls2.gamma")
 
 
 def load_timm_state_dict(model, state_dict):

@@ -15,6 +15,8 @@ from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
 from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.resnet_stem import ResNetStem
+from keras_vit.layers.segmenter_linear_decoder import SegmenterLinearDecoder
+from keras_vit.layers.segmenter_mask_transformer import SegmenterMaskTransformer
 from keras_vit.layers.sine_position_encoding import SinePositionEncoding
 from keras_vit.layers.std_conv2d import StdConv2D
 from keras_vit.layers.token_pooling import TokenPooling
@@ -37,6 +39,8 @@ __all__ = [
     "PatchEmbedding",
     "PositionEmbedding",
     "ResNetStem",
+    "SegmenterLinearDecoder",
+    "SegmenterMaskTransformer",
     "SinePositionEncoding",
     "StdConv2D",
     "TokenPooling",

@@ -1,3 +1,4 @@
+from keras_vit.losses.dense_losses import ScaleInvariantLogLoss
 from keras_vit.losses.dense_losses import ScaleShiftInvariantLoss
 from keras_vit.losses.dense_losses import SegmentationCrossEntropy
 from keras_vit.losses.dense_losses import gradient_matching
@@ -8,6 +9,7 @@ from keras_vit.losses.detr_set_loss import hungarian_matching_cost
 from keras_vit.losses.detr_set_loss import set_loss_terms
 
 __all__ = [
+    "ScaleInvariantLogLoss",
     "ScaleShiftInvariantLoss",
     "SegmentationCrossEntropy",
     "gradient_matching",

@@ -1,6 +1,6 @@
 """Dense-prediction losses: MiDaS's scale- and shift-invariant depth loss (with
-its gradient-matching term and the trimmed variant) and segmentation
-cross-entropy with an ignore index. Pure `keras.ops`, float32.
+its gradient-matching term and the trimmed variant), the scale-invariant log
+loss for metric depth, and segmentation cross-entropy with an ignore index. Pure `keras.ops`, float32.
 
 Written by hand because no Keras library has them; the formulas follow
 Ranftl et al., "Towards Robust Monocular Depth Estimation" (MiDaS, TPAMI),
@@ -191,6 +191,47 @@ def ssi_term_metrics(alpha=0.5, scales=4, trimmed=False, trim=0.2):
 
         metrics.append(keras.metrics.MeanMetricWrapper(fn, name=f"ssi_{term}"))
     return metrics
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class ScaleInvariantLogLoss(keras.losses.Loss):
+    """The scale-invariant log loss for metric depth (Eigen et al., 2014), in
+    the form metric-depth models are fine-tuned with (BTS, AdaBins):
+    `scale * sqrt(mean(g^2) - variance_focus * mean(g)^2)`, with
+    `g = log(y_pred) - log(y_true)` over the batch's valid pixels.
+
+    `y_true`: `(B, H, W)` depth, 0 (or any value <= 0, or non-finite) where
+    invalid; `y_pred`: `(B, H, W)` positive depth at the same size (a
+    `DPTDepthEstimator` with `depth_scale`/`depth_shift` outputs it).
+    `variance_focus=1` is fully scale-invariant, 0 the plain log-RMSE.
+    `1e-8` is added under the square root so that its gradient stays finite.
+
+    Args:
+        variance_focus: float in [0, 1] (BTS: 0.85; Eigen et al.: 0.5).
+        scale: float, the output's factor (BTS: 10).
+    """
+
+    def __init__(self, variance_focus=0.85, scale=10.0, name="silog_loss", **kwargs):
+        super().__init__(name=name, reduction="sum_over_batch_size", **kwargs)
+        self.variance_focus = _check_nonnegative("variance_focus", variance_focus)
+        if self.variance_focus > 1:
+            raise ValueError(f"variance_focus must be in [0, 1]. Received: variance_focus={variance_focus!r}")
+        self.scale = _check_nonnegative("scale", scale)
+
+    def call(self, y_true, y_pred):
+        target, prediction, mask = _depth_inputs(y_true, y_pred)
+        diff = mask * (ops.log(ops.maximum(prediction, 1e-6)) - ops.log(ops.where(mask > 0, target, 1.0)))
+        count = ops.maximum(ops.sum(mask), 1.0)
+        mean = ops.sum(diff) / count
+        variance = ops.maximum(ops.sum(diff * diff) / count - self.variance_focus * mean * mean, 0.0)
+        loss = self.scale * ops.sqrt(variance + 1e-8)
+        return ops.ones((ops.shape(prediction)[0],), "float32") * loss
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("reduction", None)
+        config.update(variance_focus=self.variance_focus, scale=self.scale)
+        return config
 
 
 def segmentation_inputs(y_true, y_pred):

@@ -1,6 +1,7 @@
 from keras_vit.models.detr import DETR
 from keras_vit.models.dpt import DPTDepthEstimator
 from keras_vit.models.dpt import DPTImageSegmenter
+from keras_vit.models.segmenter import Segmenter
 from keras_vit.models.vit import ViT
 
-__all__ = ["DETR", "DPTDepthEstimator", "DPTImageSegmenter", "ViT"]
+__all__ = ["DETR", "DPTDepthEstimator", "DPTImageSegmenter", "Segmenter", "ViT"]

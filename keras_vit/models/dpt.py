@@ -23,14 +23,15 @@ from keras_vit.layers.dpt_depth_head import DPTDepthHead
 from keras_vit.layers.dpt_fusion import DPTFusionBlock
 from keras_vit.layers.dpt_reassemble import DPTReassemble
 from keras_vit.layers.dpt_segmentation_head import DPTSegmentationHead
-from keras_vit.models.task import Task
+from keras_vit.models.dense_task import DenseTask
+from keras_vit.models.dense_task import image_list
+from keras_vit.models.dense_task import resize_numpy
 from keras_vit.presets.dpt_presets import DPT_NECK_WIDTHS
 from keras_vit.presets.dpt_presets import DPT_TAPS
 from keras_vit.utils.serialization import model_config_with_backbone
 from keras_vit.utils.serialization import task_from_config
 from keras_vit.utils.validation import check_image_batch
 from keras_vit.utils.validation import check_model_kwargs
-from keras_vit.utils.validation import check_pair
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
 
@@ -79,7 +80,7 @@ def dpt_fused_features(
     return outputs
 
 
-class _DPTTask(Task, keras.Model):
+class _DPTTask(DenseTask, keras.Model):
     """What both DPT tasks share: the backbone, the neck, config and checks."""
 
     def _neck(self, backbone, taps, neck_widths, reassemble_factors, readout, fusion_width, use_batch_norm, dtype):
@@ -123,34 +124,6 @@ class _DPTTask(Task, keras.Model):
 
     # ------------------------------------------------------ any input size
 
-    def at_image_size(self, image_size):
-        """This model for `(H, W)` inputs (divisible by the backbone's stride):
-        the same architecture with the position embeddings resized as DPT
-        resizes them for other sizes (bilinear, align_corners=False, as both
-        the original `_resize_pos_embed` and transformers do) and this model's
-        current weights. Models are cached per size; each call copies the
-        current weights again, so training this model is reflected."""
-        from keras_vit.presets.dpt_presets import transfer
-
-        size = check_pair("image_size", image_size)
-        if size == tuple(self.backbone.image_shape[:2]):
-            return self
-        cache = self.__dict__.get("_keras_vit_sized")
-        if cache is None:
-            cache = {}
-            object.__setattr__(self, "_keras_vit_sized", cache)  # not tracked as sublayers
-        model = cache.get(size)
-        if model is None:
-            config = self.get_config()
-            backbone = config["backbone"]["config"]
-            backbone["image_shape"] = (size[0], size[1], backbone["image_shape"][-1])
-            if config.get("preprocessor"):
-                config["preprocessor"]["config"]["image_size"] = size
-            model = type(self).from_config(config)
-            cache[size] = model
-        transfer(self, model)
-        return model
-
     def working_size(self, height, width, multiple_of=32):
         """`(h, w)` DPT runs an `height x width` image at: the model's size
         scaled as little as possible with the aspect ratio kept, each side
@@ -175,7 +148,7 @@ class _DPTTask(Task, keras.Model):
         size (bicubic, align_corners=False) and given to `finish`. Returns the
         maps shaped as the input was: one, a batch or a list."""
         batch_size = check_positive_int("batch_size", batch_size)
-        arrays, kind = _image_list(images, self.backbone.image_shape[-1])
+        arrays, kind = image_list(images, self.backbone.image_shape[-1])
         by_size = {}
         for index, image in enumerate(arrays):
             by_size.setdefault(self.working_size(*image.shape[:2], multiple_of), []).append(index)
@@ -185,14 +158,14 @@ class _DPTTask(Task, keras.Model):
             model = self.at_image_size(size)
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start:start + batch_size]
-                batch = np.stack([_resize_numpy(arrays[i], size, "bicubic") for i in chunk])
+                batch = np.stack([resize_numpy(arrays[i], size, "bicubic") for i in chunk])
                 result = model.predict_on_batch(batch)
                 if isinstance(result, dict):
                     result = result["logits"]
                 result = np.asarray(keras.ops.convert_to_numpy(result), "float32")
                 for i, value in zip(chunk, result):
                     value = value if value.ndim == 3 else value[..., None]
-                    maps[i] = finish(_resize_numpy(value, arrays[i].shape[:2], "bicubic"))
+                    maps[i] = finish(resize_numpy(value, arrays[i].shape[:2], "bicubic"))
                 if progress is not None:
                     progress.add(len(chunk))
         return maps if kind == "list" else maps[0] if kind == "image" else np.stack(maps)
@@ -432,42 +405,3 @@ class DPTImageSegmenter(_DPTTask):
             "dropout_rate": self.dropout_rate,
             "auxiliary_head": self.auxiliary_head,
         }
-
-
-def _image_list(images, channels):
-    """Raw images as a list of float32 `(H, W, C)` arrays, checked, and
-    whether they came as one `"image"`, a `"batch"` or a `"list"`."""
-    if isinstance(images, (list, tuple)):
-        arrays, kind = [np.asarray(keras.ops.convert_to_numpy(i)) for i in images], "list"
-    else:
-        array = np.asarray(keras.ops.convert_to_numpy(images))
-        arrays = [array] if array.ndim == 3 else list(array) if array.ndim == 4 else None
-        kind = "image" if array.ndim == 3 else "batch"
-        if arrays is None:
-            raise ValueError(
-                "images must be an (H, W, C) image, a (B, H, W, C) batch or a list of images. "
-                f"Received: shape {array.shape}"
-            )
-    if not arrays:
-        raise ValueError("images is empty. Pass at least one image.")
-    for index, array in enumerate(arrays):
-        if array.ndim != 3 or array.shape[-1] != channels or min(array.shape[:2]) < 1:
-            raise ValueError(
-                f"images[{index}] must be (H, W, {channels}). Received: shape {array.shape}"
-            )
-        if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
-            raise ValueError(f"images[{index}] must hold finite numbers. Received dtype {array.dtype}")
-    return [a.astype("float32") for a in arrays], kind
-
-
-def _resize_numpy(array, size, method):
-    """`(h, w, C)` -> `(size[0], size[1], C)` with torch's interpolate
-    (align_corners=False; bicubic a=-0.75), in numpy."""
-    from keras_vit.ops.interpolation import interpolation_matrix
-
-    height, width = array.shape[:2]
-    if (height, width) == tuple(size):
-        return array
-    rows = interpolation_matrix(height, size[0], method, False).astype("float32")
-    cols = interpolation_matrix(width, size[1], method, False).astype("float32")
-    return np.einsum("Hh,hwc,Ww->HWc", rows, array, cols, optimize=True)

@@ -25,9 +25,11 @@ import os
 import keras
 
 from keras_vit.presets.registry import PresetFamily
+from keras_vit.presets.registry import image_preprocessor_config
 from keras_vit.presets.registry import register_family
 from keras_vit.presets.registry import serialized
-from keras_vit.utils.validation import check_pair
+from keras_vit.presets.registry import sized_override
+from keras_vit.presets.registry import transfer_resizing_positions
 
 _LARGE = {
     "patch_size": (16, 16), "hidden_dim": 1024, "num_layers": 24, "num_heads": 16, "mlp_dim": 4096,
@@ -101,10 +103,7 @@ def dpt_endpoint():
 
 def preprocessor_config(size):
     """DPT's normalisation (both releases and tasks): pixels/255, mean = std = 0.5."""
-    return serialized(
-        "keras_vit>ViTImagePreprocessor",
-        {"image_size": check_pair("image_size", size), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
-    )
+    return image_preprocessor_config(size)
 
 
 def table_config(name, size=None, layer_norm_epsilon=1e-6):
@@ -181,45 +180,12 @@ def _fetch(name, source):
     return model, {"source": url}
 
 
-def transfer(source, target):
-    """Carries weights to a DPT of another resolution or head: every variable
-    whose path and shape match, and the position embeddings resized as DPT
-    resizes them for other input sizes (bilinear, align_corners=False, no
-    antialiasing: `_resize_pos_embed` in both the original code and
-    transformers)."""
-    from keras_vit.presets.registry import transfer_by_path
-
-    copied = transfer_by_path(source, target)
-    layer = source.backbone.get_layer("position_embedding")
-    target_layer = target.backbone.get_layer("position_embedding")
-    if layer.grid_size != target_layer.grid_size:
-        target_layer.set_weights([layer.resized_embedding(target_layer.grid_size, "bilinear", False, False)])
-        copied += 1
-    return copied
+# Weights to another resolution or head (position embeddings resized as DPT does).
+transfer = transfer_resizing_positions
 
 
-def _override(registered, retargets):
-    def override(config, kwargs):
-        """Any constructor argument of the task, and `image_size` (an int or
-        `(H, W)` divisible by the backbone's stride): `retargets` and
-        `image_size` apply after the weights load."""
-        from keras_vit.models import dpt  # noqa: F401  (registers the classes)
-        from keras_vit.presets.registry import override_by_signature
-
-        kwargs = dict(kwargs)
-        size = kwargs.pop("image_size", None)
-        native, target = override_by_signature(
-            keras.saving.get_registered_object(registered), config, kwargs, retargets
-        )
-        if size is not None:
-            size = check_pair("image_size", size)
-            backbone = target["backbone"]["config"]
-            backbone["image_shape"] = (size[0], size[1], backbone["image_shape"][-1])
-            if target.get("preprocessor"):
-                target["preprocessor"]["config"]["image_size"] = size
-        return native, target
-
-    return override
+def _import_models():
+    from keras_vit.models import dpt  # noqa: F401  (registers the classes)
 
 
 def _read_checkpoint(task):
@@ -278,7 +244,7 @@ def _family(name, registered, retargets):
             table_config=table_config,
             fetch=_fetch,
             build=lambda config: build(config, registered),
-            override=_override(registered, retargets),
+            override=sized_override(registered, retargets, _import_models),
             transfer=transfer,
             read_checkpoint=_read_checkpoint(registered),
             load_checkpoint=_load_checkpoint,

@@ -74,6 +74,44 @@ def serialized(registered, config):
     return {"registered_name": registered, "class_name": registered.split(">")[1], "module": None, "config": dict(config)}
 
 
+def image_preprocessor_config(size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
+    """A serialized `ViTImagePreprocessor` (pixels / 255, then mean and std)."""
+    from keras_vit.utils.validation import check_pair
+
+    return serialized(
+        "keras_vit>ViTImagePreprocessor", {"image_size": check_pair("image_size", size), "mean": mean, "std": std}
+    )
+
+
+def sized_override(registered, retargets, import_models):
+    """A family `override` for dense tasks on a `ViTBackbone`: any constructor
+    argument of the task (`override_by_signature`), and `image_size` (an int
+    or `(H, W)` divisible by the backbone's stride); `retargets` and
+    `image_size` apply after the weights load. `import_models()` imports the
+    module that registers the task class."""
+
+    def override(config, kwargs):
+        import keras
+
+        from keras_vit.utils.validation import check_pair
+
+        import_models()
+        kwargs = dict(kwargs)
+        size = kwargs.pop("image_size", None)
+        native, target = override_by_signature(
+            keras.saving.get_registered_object(registered), config, kwargs, retargets
+        )
+        if size is not None:
+            size = check_pair("image_size", size)
+            backbone = target["backbone"]["config"]
+            backbone["image_shape"] = (size[0], size[1], backbone["image_shape"][-1])
+            if target.get("preprocessor"):
+                target["preprocessor"]["config"]["image_size"] = size
+        return native, target
+
+    return override
+
+
 def override_by_signature(cls, config, kwargs, retargets=()):
     """A family `override` for tasks whose `from_preset` takes any constructor
     argument of `cls`: `retargets` (e.g. `num_classes`) apply after the
@@ -114,6 +152,21 @@ def transfer_by_path(source, target):
             # a step that donates its state would delete under the other.
             variable.assign(keras.ops.copy(match.value))
             copied += 1
+    return copied
+
+
+def transfer_resizing_positions(source, target):
+    """A family `transfer` for tasks on a `ViTBackbone` (`model.backbone`):
+    `transfer_by_path`, and the position embeddings resized when the grids
+    differ (bilinear, align_corners=False, no antialiasing: what DPT's
+    `_resize_pos_embed` in the original code and in transformers, and the
+    official Segmenter's `resize_pos_embed` do)."""
+    copied = transfer_by_path(source, target)
+    layer = source.backbone.get_layer("position_embedding")
+    target_layer = target.backbone.get_layer("position_embedding")
+    if layer.grid_size != target_layer.grid_size:
+        target_layer.set_weights([layer.resized_embedding(target_layer.grid_size, "bilinear", False, False)])
+        copied += 1
     return copied
 
 

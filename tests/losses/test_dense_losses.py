@@ -1,12 +1,13 @@
 """MiDaS's scale- and shift-invariant loss (least squares and trimmed), its
 gradient-matching term and the segmentation cross-entropy, each against a
 plain numpy computation written from the MiDaS paper (or torch's own
-cross-entropy), on odd sizes with invalid pixels."""
+cross-entropy; the scale-invariant log loss from Eigen et al.), on odd sizes with invalid pixels."""
 
 import keras
 import numpy as np
 import pytest
 
+from keras_vit.losses import ScaleInvariantLogLoss
 from keras_vit.losses import ScaleShiftInvariantLoss
 from keras_vit.losses import SegmentationCrossEntropy
 from keras_vit.losses import ssi_term_metrics
@@ -107,6 +108,28 @@ def test_loss_checks_its_arguments():
         ScaleShiftInvariantLoss()(np.ones((1, 4, 4)), np.ones((1, 4, 5)))
     config = ScaleShiftInvariantLoss(alpha=0.1, trimmed=True).get_config()
     assert ScaleShiftInvariantLoss.from_config(config).get_config() == config
+
+
+def test_scale_invariant_log_loss_equals_numpy():
+    """Eigen et al.'s loss in BTS's form over the batch's valid pixels."""
+    target, _ = _depth_batch(3)
+    rng = np.random.default_rng(4)
+    prediction = (np.nan_to_num(target) * 1.7 + rng.uniform(0.1, 0.5, target.shape)).astype("float32")
+    valid = np.isfinite(target) & (target > 0)
+    g = np.log(prediction[valid].astype("float64")) - np.log(target[valid].astype("float64"))
+    for focus, scale in ((0.85, 10.0), (0.0, 1.0), (1.0, 2.0)):
+        expected = scale * np.sqrt(np.mean(g**2) - focus * np.mean(g) ** 2 + 1e-8)
+        got = float(ScaleInvariantLogLoss(focus, scale)(target, prediction))
+        assert abs(got - expected) <= 1e-4 * expected, (focus, got, expected)
+    # A global factor costs (next to) nothing at variance_focus=1 (float32 cancellation
+    # leaves ~0.02), and 10 * log(3) = 11 at variance_focus=0.
+    scaled = np.nan_to_num(target) * 3.0 + (~valid)
+    assert float(ScaleInvariantLogLoss(1.0)(target, scaled)) < 0.05
+    assert abs(float(ScaleInvariantLogLoss(0.0)(target, scaled)) - 10 * np.log(3.0)) < 1e-3
+    with pytest.raises(ValueError, match=r"variance_focus must be in \[0, 1\].*1.5"):
+        ScaleInvariantLogLoss(variance_focus=1.5)
+    loss = ScaleInvariantLogLoss(0.5, 3.0)
+    assert keras.losses.deserialize(keras.losses.serialize(loss)).get_config() == loss.get_config()
 
 
 def test_segmentation_cross_entropy_equals_torch():

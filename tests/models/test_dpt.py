@@ -146,3 +146,36 @@ def test_default_compile_trains_and_reports_each_term():
     logs = depth.fit(x, disparity, batch_size=2, epochs=1, verbose=0).history
     assert {"loss", "ssi_data", "ssi_gradient"} <= set(logs), logs
     assert np.isfinite(logs["loss"][0])
+
+
+@pytest.mark.slow
+def test_full_dpt_large_depth_matches_transformers(tmp_path):
+    """A DPT-Large-sized depth model (ViT-L/16, taps 5/11/17/23, neck
+    256/512/1024/1024, fusion 256; 343M parameters) with random weights,
+    written by transformers and read through the public loading path
+    (`from_preset` on the checkpoint file), run at 128x128 (both sides resize
+    the 24x24 position embeddings the same way)."""
+    config = transformers.DPTConfig(
+        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+        backbone_out_indices=[5, 11, 17, 23], neck_hidden_sizes=[256, 512, 1024, 1024], image_size=384,
+    )
+    reference = randomize_module(transformers.DPTForDepthEstimation(config), seed=2, std=0.02).eval()
+    # The neck and head at unit gain (std 1 / sqrt(fan-in)) and the last bias at 1: with std 0.02
+    # there, the final ReLU passes 0.05% of the pixels and the output is ~0, which any model matches.
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in list(reference.neck.parameters()) + list(reference.head.parameters()):
+            scale = 1 / p[0].numel() ** 0.5 if p.dim() > 1 else 0.1
+            p.copy_(scale * torch.randn(p.shape, generator=generator))
+        reference.head.head[4].bias.fill_(1.0)
+    reference.save_pretrained(tmp_path)
+    parameters = sum(p.numel() for p in reference.parameters())
+    model = DPTDepthEstimator.from_preset(str(tmp_path / "model.safetensors"), image_size=128)
+    # The same parameters (the deepest fusion block's unused residual unit included on both
+    # sides), but position embeddings for an 8 x 8 grid instead of the stored 24 x 24.
+    assert model.count_params() == parameters - (24 * 24 - 8 * 8) * 1024 and 343e6 < parameters < 344e6
+    x, x_torch = images((1, 128, 128, 3), seed=4)
+    with torch.no_grad():
+        expected = reference(pixel_values=x_torch).predicted_depth
+    assert float((expected > 0).float().mean()) > 0.2 and float(expected.std()) > 0.1
+    assert max_abs_diff(model(x), expected) <= TOLERANCE

@@ -76,11 +76,11 @@ def test_module_import_graph_has_no_cycle():
 
 def test_list_presets_covers_every_family_with_a_filter():
     everything = keras_vit.list_presets()
-    families = ("vit", "detr", "dpt_depth", "dpt_segmentation")
+    families = ("vit", "detr", "dpt_depth", "dpt_segmentation", "segmenter")
     assert set().union(*(keras_vit.list_presets(f) for f in families)) == set(everything)
     assert "vit_b16" in everything and "detr_r50" in everything and "dpt_large_ade" in everything
     assert keras_vit.list_presets("dpt_segmentation") == ["dpt_hybrid_ade", "dpt_large_ade"]
-    with pytest.raises(ValueError, match=r"family must be one of \['detr', 'dpt_depth', 'dpt_segmentation', 'vit'\]"):
+    with pytest.raises(ValueError, match=r"family must be one of \['detr', 'dpt_depth', 'dpt_segmentation', 'segmenter', 'vit'\]"):
         keras_vit.list_presets("dpt_nope")
 
 
@@ -89,6 +89,7 @@ def test_each_class_lists_its_presets():
     # A DPT preset's backbone is a ViTBackbone: ViTBackbone.from_preset("dpt_large") gives it.
     assert sorted(ViTBackbone.presets) == sorted(
         keras_vit.list_presets("vit") + keras_vit.list_presets("dpt_depth") + keras_vit.list_presets("dpt_segmentation")
+        + keras_vit.list_presets("segmenter")
     )
     assert sorted(keras_vit.DPTDepthEstimator.presets) == keras_vit.list_presets("dpt_depth")
     assert sorted(DETR.presets) == keras_vit.list_presets("detr")

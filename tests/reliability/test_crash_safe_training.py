@@ -1,4 +1,4 @@
-"""Killed at any moment, a rerun of `keras-vit train` / `keras-vit detect`
+"""Killed at any moment, a rerun of `keras-vit train` / `detect` / `segment`
 finishes with exactly the weights of an uninterrupted run.
 
 Real processes, real SIGKILLs: once while a per-epoch backup is being
@@ -31,6 +31,12 @@ COMMANDS = {
     "detect": [
         "detect", "--epochs", "3", "--num-train", "24", "--num-test", "8", "--image-size", "64", "--batch-size", "8",
         "--hidden-dim", "16", "--num-heads", "2", "--encoder-layers", "1", "--decoder-layers", "1", "--ffn-dim", "16",
+        "--eval-every", "2",
+    ],
+    # The depth recipe trains through the same dense_common.fit_crash_safe.
+    "segment": [
+        "segment", "--epochs", "3", "--num-train", "24", "--num-test", "8", "--image-size", "32", "--batch-size", "8",
+        "--hidden-dim", "16", "--num-heads", "2", "--num-layers", "4", "--mlp-dim", "16", "--fusion-width", "8",
         "--eval-every", "2",
     ],
 }
@@ -82,7 +88,7 @@ def _weights(preset):
     return arrays
 
 
-@pytest.mark.parametrize("command", ["train", "detect"])
+@pytest.mark.parametrize("command", ["train", "detect", "segment"])
 def test_killed_runs_resume_to_the_uninterrupted_result(command, tmp_path):
     log = tmp_path / "log.txt"
     reference = tmp_path / "reference"
@@ -127,6 +133,8 @@ def test_killed_runs_resume_to_the_uninterrupted_result(command, tmp_path):
     assert [row["loss"] for row in results["history"]] == [row["loss"] for row in reference_results["history"]]
     if command == "detect":
         assert [row["epoch"] for row in results["evaluations"]] == [2]
+    if command == "segment":  # every 2 epochs and after the last
+        assert [row["epoch"] for row in results["evaluations"]] == [2, 3]
     assert os.path.getsize(output / "training_curve.png") > 1000
     # Everything in place: the backup and every staging leftover are gone.
     assert not backup.exists()
