@@ -7,12 +7,14 @@ until it is deleted by hand. `CrashSafeBackup` keeps the same contract (a
 rerun of the same `fit` continues after the last finished epoch) with:
 
 - **double buffering**: each epoch's checkpoint is a new directory
-  `epoch-000007/` holding `model.weights.h5` (weights, optimizer state and
-  random-generator states) and `state.json` (the epoch, the per-epoch logs of
-  the whole run, the size and sha256 of the weights file, torch's global
-  random state on the torch backend, where seedless dropout draws from it,
-  and any extra state the caller registers). It is written under a unique staging name and
-  renamed into place only when complete, and the previous checkpoint is
+  `epoch-000007/` holding `model.weights.h5` (weights and optimizer state)
+  and `state.json` (the epoch, the per-epoch logs of the whole run, the size
+  and sha256 of the weights file, the states of the model's
+  `SeedGenerator`s (dropout, stochastic depth: `save_weights` leaves them
+  out), torch's global random state on the torch backend, where seedless
+  dropout draws from it, and any extra state the caller registers). It is
+  written under a unique staging name and renamed into place only when
+  complete, and the previous checkpoint is
   removed only after that, so one complete checkpoint exists at every moment;
 - **verification on restore**: the newest checkpoint whose `state.json` parses
   and whose weights file has the recorded size and sha256 is restored;
@@ -136,6 +138,7 @@ class CrashSafeBackup(keras.callbacks.Callback):
                 "history": self.history,
                 "state": {name: item.get_state() for name, item in self.state.items()},
                 "backend_rng": get_global_rng_state(),
+                "seed_generators": [[int(x) for x in keras.ops.convert_to_numpy(v)] for v in _seed_states(self.model)],
                 "weights_bytes": os.path.getsize(weights_path),
                 "weights_sha256": _sha256(weights_path),
                 "keras_version": keras.__version__,
@@ -177,6 +180,7 @@ class CrashSafeBackup(keras.callbacks.Callback):
             self.model.load_weights(os.path.join(path, "model.weights.h5"))
             self.history = list(state["history"])
             set_global_rng_state(state.get("backend_rng"))
+            _restore_seed_states(self.model, state.get("seed_generators"))
             for name, item in self.state.items():
                 if name in state["state"]:
                     item.set_state(state["state"][name])
@@ -221,3 +225,29 @@ class CrashSafeBackup(keras.callbacks.Callback):
         """Deletes the backup: call once the run's final outputs are safely stored."""
         if os.path.isdir(self.directory):
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _seed_states(model):
+    """The state variables of every `keras.random.SeedGenerator` of the model's
+    layers (dropout, stochastic depth), in layer order. `save_weights` does
+    not store them, and a resumed run must draw the masks an uninterrupted
+    run would have drawn. (Layers list their generators in the private
+    `_seed_generators`; Keras has no public accessor.)"""
+    return [
+        generator.state
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        for generator in getattr(layer, "_seed_generators", [])
+    ]
+
+
+def _restore_seed_states(model, values):
+    if values is None:
+        return
+    variables = _seed_states(model)
+    if len(variables) != len(values):
+        raise ValueError(
+            f"The checkpoint holds {len(values)} random-generator states but the model has {len(variables)}: "
+            "it was written by another architecture. Use another backup directory."
+        )
+    for variable, value in zip(variables, values):
+        variable.assign(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
