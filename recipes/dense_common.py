@@ -8,7 +8,6 @@ exactly the batches of an uninterrupted one) or as batched `tf.data` sets of
 normalise them inside `fit`/`evaluate`/`predict`.
 """
 
-import os
 
 import keras
 import numpy as np

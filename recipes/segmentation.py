@@ -86,6 +86,10 @@ SMOKE = {"epochs": 1, "num_train": 32, "num_test": 8, "eval_every": 1}
 
 IGNORE_INDEX = dense_common.IGNORE_INDEX
 
+# ADE20K's crop and batch by model when not given: Segmenter's official 512
+# crops at batch 8; DPT's ADE20K releases run at 480.
+ADE20K = {"segmenter": (512, 8), "segmenter_linear": (512, 8), "dpt": (480, 8)}
+
 
 def load_data(config):
     """`(train, test, class_names)`: numpy `(images, labels)` pairs (scenes) or batched tf.data sets."""
@@ -175,6 +179,12 @@ def run(config, output_dir, verbose=2):
     uninterrupted run."""
     if config["model"] in PATCH_SIZES and not config["patch_size"]:
         config = {**config, "patch_size": PATCH_SIZES[config["model"]]}
+    if config["dataset"].startswith("tfds:scene_parse150") and config["model"] in ADE20K:
+        size, batch = ADE20K[config["model"]]
+        if config["image_size"] == CONFIG["image_size"]:
+            config = {**config, "image_size": size}
+        if config["batch_size"] == CONFIG["batch_size"]:
+            config = {**config, "batch_size": batch}
     keras.utils.set_random_seed(config["seed"])
     os.makedirs(output_dir, exist_ok=True)
     train, test, class_names = load_data(config)

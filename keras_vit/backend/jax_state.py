@@ -52,10 +52,26 @@ def variables_kept_on_failure(model, training=False):
     try:
         yield
     except BaseException:
+        _drain_pending_computations()
         guard.restore()
         if training and weights_lost(model):
             model._keras_vit_weights_lost = True
         raise
+
+
+def _drain_pending_computations():
+    """Waits for computations still in flight after a failed step and drops
+    their errors. JAX dispatches steps asynchronously: a step dispatched after
+    the one that failed can fail too (the same check), and its error would
+    otherwise surface at whatever call next reads a result, such as the
+    model's next predict. The first error is the one being raised."""
+    import jax
+
+    for array in jax.live_arrays():
+        try:
+            array.block_until_ready()
+        except Exception:  # noqa: BLE001  (the pending step's copy of the error being raised)
+            pass
 
 
 def weights_lost(model, optimizer=False):

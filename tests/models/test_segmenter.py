@@ -15,7 +15,6 @@
 """
 
 import functools
-import os
 
 import keras
 import numpy as np
