@@ -172,11 +172,10 @@ def evaluate(model, test, num_classes, batch_size, constant=None):
     return {"mean_iou": float(iou.result()), "pixel_accuracy": float(accuracy.result())}
 
 
-def run(config, output_dir, verbose=2):
-    """Trains, evaluates and saves; returns a dict of results. Crash-safe as
-    the other recipes: a rerun with the same `output_dir` resumes after the
-    last finished epoch, on the scenes with exactly the weights of an
-    uninterrupted run."""
+def resolve_config(config):
+    """The model's defaults where the config leaves them to it: the patch size
+    by model, and on ADE20K the crop and batch by model (`ADE20K`) unless
+    given."""
     if config["model"] in PATCH_SIZES and not config["patch_size"]:
         config = {**config, "patch_size": PATCH_SIZES[config["model"]]}
     if config["dataset"].startswith("tfds:scene_parse150") and config["model"] in ADE20K:
@@ -185,6 +184,15 @@ def run(config, output_dir, verbose=2):
             config = {**config, "image_size": size}
         if config["batch_size"] == CONFIG["batch_size"]:
             config = {**config, "batch_size": batch}
+    return config
+
+
+def run(config, output_dir, verbose=2):
+    """Trains, evaluates and saves; returns a dict of results. Crash-safe as
+    the other recipes: a rerun with the same `output_dir` resumes after the
+    last finished epoch, on the scenes with exactly the weights of an
+    uninterrupted run."""
+    config = resolve_config(config)
     keras.utils.set_random_seed(config["seed"])
     os.makedirs(output_dir, exist_ok=True)
     train, test, class_names = load_data(config)

@@ -127,7 +127,7 @@ def test_recipes_refuse_bad_arguments():
         dpt_depth.build_model({**dpt_depth.parse_args(["--smoke"])[0], "num_layers": 3})
 
 
-def test_ade20k_and_nyu_through_tfds_mock_data(tmp_path):
+def test_ade20k_through_tfds_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     config, _ = segmentation.parse_args(
         ["--smoke", "--dataset", "tfds:scene_parse150", "--image-size", "32", "--batch-size", "2"]
@@ -141,6 +141,10 @@ def test_ade20k_and_nyu_through_tfds_mock_data(tmp_path):
         assert np.all((labels == 255) | ((labels >= 0) & (labels < 150)))
         results = segmentation.run(config, str(tmp_path / "ade"), verbose=0)
     assert results["dataset"] == "tfds:scene_parse150" and np.isfinite(results["history"][0]["loss"])
+
+
+def test_nyu_depth_through_tfds_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
     depth_config, _ = dpt_depth.parse_args(
         ["--smoke", "--dataset", "tfds:nyu_depth_v2", "--image-size", "32", "--batch-size", "2"]
     )
@@ -150,6 +154,15 @@ def test_ade20k_and_nyu_through_tfds_mock_data(tmp_path):
         assert tuple(images.shape) == (2, 32, 32, 3) and tuple(depth.shape) == (2, 32, 32)
         results = dpt_depth.run(depth_config, str(tmp_path / "nyu"), verbose=0)
     assert results["dataset"] == "tfds:nyu_depth_v2" and np.isfinite(results["history"][0]["loss"])
+
+
+def test_ade20k_defaults_by_model():
+    for model, expected in (("segmenter", (512, 8, 8)), ("segmenter_linear", (512, 8, 8)), ("dpt", (480, 8, 16))):
+        config, _ = segmentation.parse_args(["--dataset", "tfds:scene_parse150", "--model", model])
+        config = segmentation.resolve_config(config)
+        assert (config["image_size"], config["batch_size"], config["patch_size"]) == expected, model
+    config, _ = segmentation.parse_args(["--dataset", "tfds:scene_parse150", "--model", "segmenter", "--image-size", "256"])
+    assert segmentation.resolve_config(config)["image_size"] == 256
 
 
 def test_ade20k_labels_map_to_zero_based_classes_with_zero_ignored():
