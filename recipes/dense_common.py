@@ -19,6 +19,12 @@ from keras_vit.data.scenes import make_scenes
 # become classes 0..149 (mmsegmentation's reduce_zero_label).
 IGNORE_INDEX = 255
 
+# The integer options both dense recipes take (sizes of the data and the model, the schedule).
+INT_KEYS = (
+    "image_size", "num_train", "num_test", "max_objects", "patch_size", "hidden_dim", "num_layers",
+    "num_heads", "mlp_dim", "fusion_width", "epochs", "batch_size", "eval_every", "seed",
+)
+
 
 # ----------------------------------------------------------------------- data
 

@@ -195,10 +195,7 @@ def parse_args(argv=None):
     add_run_arguments(parser, "scenes", "runs/dpt_depth", preset="start from a DPT depth preset (e.g. dpt_hybrid_nyu)")
     add_config_arguments(
         parser,
-        int_keys=(
-            "image_size", "num_train", "num_test", "max_objects", "patch_size", "hidden_dim", "num_layers",
-            "num_heads", "mlp_dim", "fusion_width", "epochs", "batch_size", "eval_every", "seed",
-        ),
+        int_keys=dense_common.INT_KEYS,
         float_keys=("learning_rate", "weight_decay", "drop_path_rate", "depth_scale", "depth_shift",
                     "min_depth", "max_depth"),
     )

@@ -107,7 +107,7 @@ def build_model(config, num_classes):
     task = keras_vit.DPTImageSegmenter if config["model"] == "dpt" else keras_vit.Segmenter
     if config["preset"]:
         return task.from_preset(config["preset"], num_classes=num_classes, image_size=config["image_size"], dtype=dtype)
-    config = {**config, "patch_size": config["patch_size"] or PATCH_SIZES[config["model"]]}
+    config = resolve_config(config)
     if config["model"] == "dpt":
         return keras_vit.DPTImageSegmenter(
             small_backbone(config, dtype),
@@ -243,10 +243,7 @@ def parse_args(argv=None):
     parser.add_argument("--optimizer", default=CONFIG["optimizer"], choices=OPTIMIZERS)
     add_config_arguments(
         parser,
-        int_keys=(
-            "image_size", "num_train", "num_test", "max_objects", "patch_size", "hidden_dim", "num_layers",
-            "num_heads", "mlp_dim", "fusion_width", "epochs", "batch_size", "eval_every", "seed",
-        ),
+        int_keys=dense_common.INT_KEYS,
         float_keys=("learning_rate", "weight_decay", "drop_path_rate"),
     )
     args = parser.parse_args(argv)

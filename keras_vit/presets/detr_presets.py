@@ -104,13 +104,14 @@ def _fetch(name, source):
     from keras_vit.conversion.checkpoint import read_checkpoint
     from keras_vit.conversion.detr import load_detr_state_dict
     from keras_vit.presets.download import download
+    from keras_vit.presets.download import name_hash_prefix
     from keras_vit.presets.download import hf_file_url
 
     entry = DETR_PRESETS[name]
     if source == "original":
         filename = entry["original"]
         url = f"{detr_endpoint()}/{filename}"
-        path = download(url, filename=filename, sha256=filename.rsplit("-", 1)[1].split(".")[0])
+        path = download(url, filename=filename, sha256=name_hash_prefix(filename))
     else:
         url = hf_file_url(entry["transformers"], "model.safetensors")
         path = download(url, filename=entry["transformers"].replace("/", "--") + ".safetensors")

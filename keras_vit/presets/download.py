@@ -69,6 +69,12 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
+def name_hash_prefix(filename):
+    """The sha256 prefix a release file name carries as its last `-` part
+    (`dpt_large-midas-2f21e586.pt` -> `2f21e586`), as torch.hub names files."""
+    return os.path.basename(filename).rsplit("-", 1)[1].split(".")[0]
+
+
 def download(url, filename=None, sha256=None, progress=True):
     """Downloads `url` into the cache once and returns the local path.
 

@@ -144,6 +144,7 @@ def _fetch(name, source):
     from keras_vit.conversion.dpt import load_original_dpt
     from keras_vit.conversion.dpt import load_transformers_dpt
     from keras_vit.presets.download import download
+    from keras_vit.presets.download import name_hash_prefix
     from keras_vit.presets.download import hf_file_url
 
     entry = DPT_PRESETS[name]
@@ -151,7 +152,7 @@ def _fetch(name, source):
     if source == "original":
         filename = entry["original"]
         url = f"{dpt_endpoint()}/{filename}"
-        path = download(url, filename=filename, sha256=filename.rsplit("-", 1)[1].split(".")[0])
+        path = download(url, filename=filename, sha256=name_hash_prefix(filename))
         epsilon, loader = 1e-6, load_original_dpt
     else:
         if entry["transformers"] is None:

@@ -129,15 +129,17 @@ def build(config):
     return keras.saving.get_registered_object(TASK).from_config(copy.deepcopy(config))
 
 
-def read_variant(path):
-    """The `variant.yml` written beside an official checkpoint, or None."""
+def _read_yaml(path):
     import yaml
 
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def read_variant(path):
+    """The `variant.yml` written beside an official checkpoint, or None."""
     variant = os.path.join(os.path.dirname(os.fspath(path)), "variant.yml")
-    if not os.path.isfile(variant):
-        return None
-    with open(variant, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return _read_yaml(variant) if os.path.isfile(variant) else None
 
 
 def _fetch(name, source):
@@ -145,6 +147,7 @@ def _fetch(name, source):
     from keras_vit.conversion.checkpoint import read_checkpoint
     from keras_vit.conversion.segmenter import load_segmenter
     from keras_vit.presets.download import download
+    from keras_vit.presets.download import name_hash_prefix
 
     entry = SEGMENTER_PRESETS[name]
     if source == "official":
@@ -163,7 +166,7 @@ def _fetch(name, source):
             )
         url = f"{mmseg_endpoint()}/{entry['mmseg']}"
         filename = os.path.basename(entry["mmseg"])
-        path = download(url, filename=filename, sha256=filename.rsplit("-", 1)[1].split(".")[0])
+        path = download(url, filename=filename, sha256=name_hash_prefix(filename))
         config = table_config(name, layer_norm_epsilon=1e-6, decoder_dropout=0.0, decoder_drop_path=0.1)
     model = build(config)
     load_segmenter(model, read_checkpoint(path))
@@ -171,11 +174,8 @@ def _fetch(name, source):
 
 
 def _check_variant(name, path, config):
-    """The downloaded `variant.yml` agrees with the table (sizes, decoder, normalisation)."""
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        net = (yaml.safe_load(f) or {}).get("net_kwargs", {})
+    """The downloaded `variant.yml` agrees with the table (sizes, heads, patch, normalisation)."""
+    net = _read_yaml(path).get("net_kwargs", {})
     backbone = config["backbone"]["config"]
     expected = {
         "d_model": backbone["hidden_dim"], "n_layers": backbone["num_layers"], "n_heads": backbone["num_heads"],
