@@ -42,3 +42,26 @@ def rng():
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+def _memory_line(nodeid):
+    fields = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS", "VmHWM")):
+                key, value = line.split(":")
+                fields[key] = int(value.split()[0]) // 1024
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable"):
+                fields["available"] = int(line.split()[1]) // 1024
+    return f"{os.getpid()} rss={fields.get('VmRSS')}MB peak={fields.get('VmHWM')}MB available={fields.get('available')}MB {nodeid}\n"
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    # KERAS_VIT_MEMORY_LOG=path: one line per test with the worker's resident
+    # and peak memory (Linux only), to find the tests that grow a worker.
+    path = os.environ.get("KERAS_VIT_MEMORY_LOG")
+    if path and os.path.exists("/proc/self/status"):
+        with open(path, "a") as f:
+            f.write(_memory_line(nodeid))

@@ -255,6 +255,42 @@ class ViTBackbone(Backbone, keras.Model):
             )
         return {"tokens": self.get_layer("encoder_norm")(x), "attention": attention}
 
+    @staticmethod
+    def get_layout_map(device_mesh, model_parallel_dim_name="model", data_parallel_dim_name="batch"):
+        """A `keras.distribution.LayoutMap` for `keras.distribution.ModelParallel`
+        (JAX): Megatron-style sharding of every transformer block over the
+        `model_parallel_dim_name` axis of `device_mesh`: the fused qkv and the
+        first MLP kernels split by output columns, the attention output and
+        second MLP kernels by input rows (so each pair needs one reduction),
+        the patch projection by output channels; everything else replicated.
+        Data goes over `data_parallel_dim_name` (pass it to `ModelParallel` as
+        `batch_dim_name`). The patterns (matched whole, as `LayoutMap` does)
+        find these weights wherever a ViT sits (DPT and Segmenter encoders
+        included). Sharded sizes (3 x
+        hidden_dim, mlp_dim, hidden_dim) must be divisible by the model axis.
+
+            mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"), keras.distribution.list_devices())
+            layout_map = keras_vit.ViTBackbone.get_layout_map(mesh)
+            keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch"))
+            model = keras_vit.ViT.from_preset("vit_b16")  # built sharded
+        """
+        names = list(device_mesh.axis_names)
+        for argument, name in (("model_parallel_dim_name", model_parallel_dim_name), ("data_parallel_dim_name", data_parallel_dim_name)):
+            if name not in names:
+                raise ValueError(
+                    f"{argument} must be an axis of device_mesh (axes {names}). Received: {argument}={name!r}"
+                )
+        model = model_parallel_dim_name
+        layout_map = keras.distribution.LayoutMap(device_mesh)
+        layout_map[r"(.*/)?patch_embedding/projection/kernel"] = (None, None, None, model)
+        layout_map[r".*/attention/qkv/kernel"] = (None, model)
+        layout_map[r".*/attention/qkv/bias"] = (model,)
+        layout_map[r".*/attention/proj/kernel"] = (model, None)
+        layout_map[r".*/fc1/kernel"] = (None, model)
+        layout_map[r".*/fc1/bias"] = (model,)
+        layout_map[r".*/fc2/kernel"] = (model, None)
+        return layout_map
+
     def get_config(self):
         config = {
             "name": self.name,

@@ -48,7 +48,10 @@ def hungarian_matching_cost(logits, boxes, target_labels, target_boxes, class_co
     return box_cost * cost_box + class_cost * cost_class + giou_cost * cost_giou
 
 
-def set_loss_terms(logits, boxes, target_labels, target_boxes, target_mask, query_index, num_boxes, no_object_weight=0.1):
+def set_loss_terms(
+    logits, boxes, target_labels, target_boxes, target_mask, query_index, num_boxes, no_object_weight=0.1,
+    weight_total=None,
+):
     """The unweighted loss terms of one decoder layer, given its matching.
 
     Args:
@@ -58,6 +61,10 @@ def set_loss_terms(logits, boxes, target_labels, target_boxes, target_mask, quer
         query_index: `(B, T)` int, the query matched to each target (-1 on padding).
         num_boxes: float scalar, the number of real targets in the batch (>= 1).
         no_object_weight: the class weight of "no object" in the cross-entropy.
+        weight_total: a function of this batch's summed class weights giving
+            the cross-entropy's denominator (default: that sum). Under data
+            parallelism, the replicas' mean of their sums, so that averaging
+            the replicas' losses gives the global batch's weighted mean.
 
     Returns:
         dict of float32 scalars: `loss_ce` (weighted mean over all queries, as
@@ -80,7 +87,8 @@ def set_loss_terms(logits, boxes, target_labels, target_boxes, target_mask, quer
     log_probs = ops.log_softmax(logits, axis=-1)
     nll = -ops.sum(log_probs * ops.one_hot(target_classes, num_logits, dtype="float32"), axis=-1)  # (B, Q)
     weight = ops.where(target_classes == no_object, no_object_weight, 1.0)
-    loss_ce = ops.sum(weight * nll) / ops.sum(weight)
+    total_weight = ops.sum(weight)
+    loss_ce = ops.sum(weight * nll) / (weight_total(total_weight) if weight_total is not None else total_weight)
 
     matched_boxes = ops.einsum("btq,bqd->btd", assignment, boxes)  # (B, T, 4)
     # Unmatched (padded) rows get the placeholder box as well, so GIoU stays finite.

@@ -3,6 +3,7 @@ import contextlib
 import keras
 from keras import ops
 
+from keras_vit import distribution
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
 from keras_vit.layers.detr_transformer_layers import DETRDecoderLayer
 from keras_vit.layers.detr_transformer_layers import DETREncoderLayer
@@ -76,6 +77,11 @@ def _nearest_indices(out_size, in_size):
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
+def _replica_mean(value):
+    """The mean of `value` over the data-parallel replicas (keras_vit.distribution)."""
+    return distribution.replica_sum(value) / distribution.replica_count()
+
+
 class DETR(Task, keras.Model):
     """DETR (Carion et al., 2020): a CNN, a transformer and set prediction.
 
@@ -376,7 +382,13 @@ class DETR(Task, keras.Model):
         # and slot, before the matching (scipy would fail on a NaN cost and the
         # in-graph solver would give NaN weights).
         checked = self._check_step(y, y_pred)
-        num_boxes = ops.maximum(ops.sum(ops.cast(mask, "float32")), 1.0)
+        # As the original: the box count summed over the replicas that each
+        # hold a part of the global batch, divided by their number, at least
+        # 1 (keras_vit.distribution; on one device and on JAX, the count).
+        # The cross-entropy's weight sum is shared the same way (the original
+        # keeps it per GPU), so N replicas give the one-device loss exactly.
+        local_boxes = ops.sum(ops.cast(mask, "float32"))
+        num_boxes = ops.maximum(_replica_mean(local_boxes), 1.0)
         layers = [(y_pred["logits"], y_pred["boxes"], "")]
         if self.auxiliary_loss:
             layers += [
@@ -390,7 +402,8 @@ class DETR(Task, keras.Model):
             pred_boxes = ops.cast(pred_boxes, "float32")
             query_index = self._match(logits, pred_boxes, labels, boxes, mask, after=checked)
             layer_terms = set_loss_terms(
-                logits, pred_boxes, labels, boxes, mask, query_index, num_boxes, self.no_object_weight
+                logits, pred_boxes, labels, boxes, mask, query_index, num_boxes, self.no_object_weight,
+                weight_total=_replica_mean,
             )
             for name, value in layer_terms.items():
                 terms[name + suffix] = value
@@ -434,6 +447,11 @@ class DETR(Task, keras.Model):
         losses = self.losses
         if losses:
             total = total + ops.sum(ops.stack([ops.cast(l, "float32") for l in losses]))
+        if keras.backend.backend() == "tensorflow":
+            # tf.distribute sums the replicas' gradients (Keras's own losses
+            # divide by the replica count the same way; its trainer undoes it
+            # for the reported loss).
+            total = total / distribution.replica_count()
         return total
 
     # ------------------------------------------------------- post-processing
