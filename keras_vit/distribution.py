@@ -113,13 +113,11 @@ class DistributionPlan:
         dataset = dataset.rebatch(global_batch, drop_remainder=True)
         index, count = self.process_shard()
         if count > 1:
-            import tensorflow as tf
-
             part = global_batch // count
 
             def take(*batch):
                 batch = batch[0] if len(batch) == 1 else batch
-                return tf.nest.map_structure(lambda t: t[index * part:(index + 1) * part], batch)
+                return keras.tree.map_structure(lambda t: t[index * part:(index + 1) * part], batch)
 
             dataset = dataset.map(take)
         return dataset

@@ -52,12 +52,49 @@ def config_from_args(args, defaults, smoke):
         value = getattr(args, key, None)
         if value is not None and value is not False:
             config[key] = value
+    for key in ("distribute", "model_parallel"):  # every recipe's (add_run_arguments)
+        if getattr(args, key, None) is not None:
+            config[key] = getattr(args, key)
     return config
 
 
+def start_distribution(config):
+    """The run's `keras_vit.distribution.DistributionPlan` from `--distribute`
+    and `--model-parallel` (before any model is built); checks that the
+    global batch splits over the replicas."""
+    from keras_vit import distribution
+
+    plan = distribution.configure(config.get("distribute", "none"), config.get("model_parallel"))
+    plan.per_replica_batch(config["batch_size"])
+    if plan.mode != "none" and plan.is_chief:
+        print(f"distribution: {plan.describe()}", flush=True)
+    return plan
+
+
+def run_distributed(run_on_plan, config, output_dir, verbose):
+    """Calls `run_on_plan(config, output_dir, verbose, plan)` inside the plan's scope."""
+    plan = start_distribution(config)
+    _WRITES_FILES[0] = plan.is_chief
+    try:
+        with plan.scope():
+            return run_on_plan(config, output_dir, verbose if plan.is_chief else 0, plan)
+    finally:
+        _WRITES_FILES[0] = True
+
+
+# False in the processes of a distributed run other than the chief (set by
+# run_distributed): they draw nothing to disk.
+_WRITES_FILES = [True]
+
+
 def save_figure(figure, path, dpi=110):
-    """Writes a matplotlib figure as a PNG atomically (a unique temporary file, then a rename)."""
+    """Writes a matplotlib figure as a PNG atomically (a unique temporary file,
+    then a rename); in a distributed run's non-chief processes, closes it unwritten."""
     import matplotlib.pyplot as plt
+
+    if not _WRITES_FILES[0]:
+        plt.close(figure)
+        return path
 
     from keras_vit.utils.files import atomic_file
     from keras_vit.utils.files import commit_file
@@ -117,9 +154,17 @@ def add_run_arguments(parser, dataset, output, preset=None):
         "--data-dir", default=None, help="tensorflow-datasets data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets)"
     )
     parser.add_argument("--offline", action="store_true", help="never download: read tfds data already on disk")
+    parser.add_argument(
+        "--distribute", choices=("auto", "none", "data", "model"), default="auto",
+        help="devices: data parallel over every device (torch: the processes torchrun started), model parallel "
+        "(JAX, ViT encoders), none, or auto (data when there are several); --batch-size is the global batch",
+    )
+    parser.add_argument(
+        "--model-parallel", type=_positive_int, default=None, help="model axis size for --distribute model (default 2)"
+    )
 
 
-def finish_run(model, backup, output_dir, recipe, config, results, curve):
+def finish_run(model, backup, output_dir, recipe, config, results, curve, plan=None):
     """The end of a crash-safe recipe run: saves the preset, completes
     `results` with the run's facts (backend, the whole run's training seconds
     and epochs also after a resume, parameters, history), writes the
@@ -127,6 +172,13 @@ def finish_run(model, backup, output_dir, recipe, config, results, curve):
     then deletes the backup. Returns the results."""
     from keras_vit.utils.files import write_json_atomically
 
+    if plan is not None:
+        results = {**results, "distribution": plan.describe()}
+        if not plan.is_chief:  # one process writes: the chief
+            import matplotlib.pyplot as plt
+
+            plt.close(curve)
+            return results
     model.save_to_preset(os.path.join(output_dir, "preset"), metadata={"recipe": recipe, "config": config})
     results = {
         "dataset": config["dataset"],
@@ -181,23 +233,35 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         print(f"epoch {epoch + 1}: loss {row['loss']:.4f}, {self.describe(row)}", flush=True)
 
 
-def fit_crash_safe(model, train, config, output_dir, evaluation=None, verbose=2, **fit_kwargs):
+def fit_crash_safe(model, train, config, output_dir, evaluation=None, verbose=2, plan=None, **fit_kwargs):
     """`model.fit` under `CrashSafeBackup` (in `output_dir/backup`): numpy
     pairs go through `EpochBatches` (order by (seed, epoch)), tf.data sets as
     they are. `evaluation` (a `PeriodicEvaluation` or any callback with
-    `get_state`/`set_state`) is kept with each checkpoint. Returns the backup
-    (its `history`, `initial_epoch`, `finish()`)."""
+    `get_state`/`set_state`) is kept with each checkpoint. Under a
+    distribution `plan`, only whole global batches train (each torch process
+    loads its part of each), only the chief writes checkpoints, and every
+    process restores them. Returns the backup (its `history`,
+    `initial_epoch`, `finish()`)."""
+    if plan is None:
+        from keras_vit import distribution
+
+        plan = distribution.DistributionPlan("none")
     state = {"evaluation": evaluation} if evaluation is not None else None
-    backup = CrashSafeBackup(os.path.join(output_dir, "backup"), state=state, verbose=verbose)
-    # The evaluation first: its row of an epoch is in that epoch's checkpoint.
-    callbacks = ([evaluation] if evaluation is not None else []) + [backup]
+    backup = CrashSafeBackup(os.path.join(output_dir, "backup"), state=state, verbose=verbose, write=plan.is_chief)
+    # The evaluation first: its row of an epoch is in that epoch's checkpoint;
+    # the replicas' sync (torch) after the restore.
+    callbacks = ([evaluation] if evaluation is not None else []) + [backup] + plan.fit_callbacks()
     if isinstance(train, tuple):
-        batches = EpochBatches(train[0], train[1], config["batch_size"], seed=config["seed"])
+        batches = EpochBatches(
+            train[0], train[1], config["batch_size"], seed=config["seed"],
+            drop_remainder=plan.mode != "none", shard=plan.process_shard(),
+        )
         model.fit(
             batches, epochs=config["epochs"], shuffle=False,  # EpochBatches shuffles, by (seed, epoch)
             callbacks=callbacks + [batches.epoch_callback()], verbose=verbose, **fit_kwargs,
         )
     else:
+        train = plan.distribute_dataset(train, config["batch_size"])
         model.fit(train, epochs=config["epochs"], callbacks=callbacks, verbose=verbose, **fit_kwargs)
     return backup
 

@@ -34,6 +34,7 @@ from recipes.common import config_from_args
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
+from recipes.common import run_distributed
 from recipes.common import save_figure
 from recipes.common import training_curve_figure
 
@@ -224,6 +225,10 @@ def run(config, output_dir, verbose=2):
     `output_dir` resumes after the last finished epoch, on the generated
     shapes with exactly the weights of an uninterrupted run.
     """
+    return run_distributed(_run, config, output_dir, verbose)
+
+
+def _run(config, output_dir, verbose, plan):
     keras.utils.set_random_seed(config["seed"])
     os.makedirs(output_dir, exist_ok=True)
     train, test, class_names = load_data(config)
@@ -247,14 +252,14 @@ def run(config, output_dir, verbose=2):
     )
     if isinstance(train, tuple):
         train = (train[0].astype("float32"), train[1])
-    backup = fit_crash_safe(model, train, config, output_dir, evaluation, verbose)
+    backup = fit_crash_safe(model, train, config, output_dir, evaluation, verbose, plan=plan)
     metrics, predictions = evaluate(model, test, config["batch_size"] * 4)
 
     results = {"coco": metrics, "evaluations": evaluation.history, "loss": [row["loss"] for row in backup.history]}
     if isinstance(test, tuple):
         results["detections_png"] = save_detections_png(test, predictions, class_names, output_dir)
     curve = training_curve_figure(backup.history, ("loss",), ("AP50", "AP"), "held-out COCO AP", evaluation.history)
-    return finish_run(model, backup, output_dir, "detr_detection", config, results, curve)
+    return finish_run(model, backup, output_dir, "detr_detection", config, results, curve, plan)
 
 
 def save_detections_png(test, predictions, class_names, output_dir, count=8):

@@ -39,6 +39,7 @@ from recipes.common import config_from_args
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
+from recipes.common import run_distributed
 from recipes.common import save_figure
 from recipes.common import small_backbone
 from recipes.common import training_curve_figure
@@ -154,6 +155,10 @@ def run(config, output_dir, verbose=2):
     uninterrupted run."""
     if config["dataset"].startswith("tfds:nyu_depth_v2"):
         config = {**config, **{k: v for k, v in NYU.items() if config.get(k) == CONFIG[k]}}
+    return run_distributed(_run, config, output_dir, verbose)
+
+
+def _run(config, output_dir, verbose, plan):
     keras.utils.set_random_seed(config["seed"])
     os.makedirs(output_dir, exist_ok=True)
     train, test = load_data(config)
@@ -168,7 +173,7 @@ def run(config, output_dir, verbose=2):
         lambda m: evaluate(m, test, config), config["eval_every"],
         lambda row: f"held-out AbsRel {row['abs_rel']:.3f}, RMSE {row['rmse']:.3f}, delta1 {row['delta1']:.3f}",
     )
-    backup = fit_crash_safe(model, train, config, output_dir, evaluation, verbose)
+    backup = fit_crash_safe(model, train, config, output_dir, evaluation, verbose, plan=plan)
     metrics = evaluation.history[-1] if evaluation.history else evaluate(model, test, config)
     metrics = {k: metrics[k] for k in DEPTH_METRICS}
     baseline = evaluate(model, test, config, constant=mean_depth)
@@ -187,7 +192,7 @@ def run(config, output_dir, verbose=2):
     curve = training_curve_figure(
         backup.history, ("loss",), ("delta1", "abs_rel"), "held-out delta1, AbsRel", evaluation.history
     )
-    return finish_run(model, backup, output_dir, "dpt_depth", config, results, curve)
+    return finish_run(model, backup, output_dir, "dpt_depth", config, results, curve, plan)
 
 
 def parse_args(argv=None):

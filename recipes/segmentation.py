@@ -44,6 +44,7 @@ from recipes.common import config_from_args
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
+from recipes.common import run_distributed
 from recipes.common import save_figure
 from recipes.common import small_backbone
 from recipes.common import training_curve_figure
@@ -193,6 +194,10 @@ def run(config, output_dir, verbose=2):
     last finished epoch, on the scenes with exactly the weights of an
     uninterrupted run."""
     config = resolve_config(config)
+    return run_distributed(_run, config, output_dir, verbose)
+
+
+def _run(config, output_dir, verbose, plan):
     keras.utils.set_random_seed(config["seed"])
     os.makedirs(output_dir, exist_ok=True)
     train, test, class_names = load_data(config)
@@ -207,7 +212,7 @@ def run(config, output_dir, verbose=2):
         lambda m: evaluate(m, test, num_classes, eval_batch), config["eval_every"],
         lambda row: f"held-out mIoU {row['mean_iou']:.3f}, pixel accuracy {row['pixel_accuracy']:.3f}",
     )
-    backup = fit_crash_safe(model, train, config, output_dir, evaluation, verbose)
+    backup = fit_crash_safe(model, train, config, output_dir, evaluation, verbose, plan=plan)
     metrics = evaluation.history[-1] if evaluation.history else evaluate(model, test, num_classes, eval_batch)
     metrics = {k: metrics[k] for k in ("mean_iou", "pixel_accuracy")}
     majority = int(np.argmax(class_frequencies(train, num_classes, config["batch_size"])))
@@ -231,7 +236,7 @@ def run(config, output_dir, verbose=2):
     curve = training_curve_figure(
         backup.history, ("loss",), ("mean_iou", "pixel_accuracy"), "held-out", evaluation.history
     )
-    return finish_run(model, backup, output_dir, "segmentation", config, results, curve)
+    return finish_run(model, backup, output_dir, "segmentation", config, results, curve, plan)
 
 
 def parse_args(argv=None):

@@ -28,6 +28,7 @@ from recipes.common import config_from_args
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
+from recipes.common import run_distributed
 from recipes.common import save_figure
 from recipes.common import small_backbone
 from recipes.common import training_curve_figure
@@ -114,6 +115,10 @@ def run(config, output_dir, verbose=1):
     output is written atomically, and the backup is deleted only once they
     all are.
     """
+    return run_distributed(_run, config, output_dir, verbose)
+
+
+def _run(config, output_dir, verbose, plan):
     keras.utils.set_random_seed(config["seed"])
     os.makedirs(output_dir, exist_ok=True)
     train, test, num_classes, channels = load_data(config)
@@ -139,18 +144,33 @@ def run(config, output_dir, verbose=1):
             x, y = x[: steps * config["batch_size"]], y[: steps * config["batch_size"]]
         # The order of each epoch's batches depends on (seed, epoch) only, so a
         # resumed run sees the batches the uninterrupted run would have.
-        backup = fit_crash_safe(model, (x, y), config, output_dir, verbose=verbose)
-        metrics = model.evaluate(*test, batch_size=256, verbose=0, return_dict=True)
+        backup = fit_crash_safe(model, (x, y), config, output_dir, verbose=verbose, plan=plan)
+        metrics = _evaluate_arrays(model, test, plan)
     else:
         fit_args = {"steps_per_epoch": config["steps_per_epoch"]} if config.get("steps_per_epoch") else {}
-        backup = fit_crash_safe(model, train, config, output_dir, verbose=verbose, **fit_args)
-        metrics = model.evaluate(test, verbose=0, return_dict=True)
+        backup = fit_crash_safe(model, train, config, output_dir, verbose=verbose, plan=plan, **fit_args)
+        # Under data parallelism only whole global batches run (results.json says so).
+        metrics = model.evaluate(plan.distribute_dataset(test, config["batch_size"]), verbose=0, return_dict=True)
 
     results = {"test_accuracy": float(metrics["accuracy"]), "test_loss": float(metrics["loss"])}
     if isinstance(test, tuple):
         results["attention_png"] = save_attention_png(model, test[0][:8], test[1][:8], output_dir)
     curve = training_curve_figure(backup.history, ("loss",), ("accuracy",), "training accuracy")
-    return finish_run(model, backup, output_dir, "vit_classification", config, results, curve)
+    return finish_run(model, backup, output_dir, "vit_classification", config, results, curve, plan)
+
+
+def _evaluate_arrays(model, test, plan):
+    """Held-out accuracy and loss of numpy arrays: `evaluate` on one device;
+    under data parallelism through `predict` (which pads to whole batches),
+    since `evaluate` cannot split a partial last batch over the replicas."""
+    if plan.mode == "none":
+        return model.evaluate(*test, batch_size=256, verbose=0, return_dict=True)
+    logits = np.asarray(keras.ops.convert_to_numpy(model.predict(test[0], batch_size=256, verbose=0)), "float32")
+    loss = keras.losses.sparse_categorical_crossentropy(test[1], logits, from_logits=True)
+    return {
+        "accuracy": float(np.mean(np.argmax(logits, -1) == test[1])),
+        "loss": float(np.mean(keras.ops.convert_to_numpy(loss))),
+    }
 
 
 def save_attention_png(model, images, labels, output_dir):

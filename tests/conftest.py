@@ -24,6 +24,19 @@ TINY = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_memory():
+    """After each module: drop Keras's global state and collect garbage, so a
+    worker does not carry one module's models (full-size presets, compiled
+    steps) into the next (a worker was seen at 11 GB; with two workers and
+    their subprocesses, a 24 GB machine without swap stalls)."""
+    yield
+    import gc
+
+    keras.backend.clear_session()
+    gc.collect()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)

@@ -169,3 +169,14 @@ def test_epoch_batches_shards_split_each_global_batch():
         EpochBatches(x, None, 4, shard=(0, 2))
     with pytest.raises(ValueError, match=r"shard must be \(index, count\)"):
         EpochBatches(x, None, 4, shard=(2, 2))
+
+
+def test_tf_data_regrouped_into_whole_global_batches_and_cut_per_process():
+    tf = pytest.importorskip("tensorflow")
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(11), np.arange(11) * 10)).batch(3)
+    plan = distribution.DistributionPlan("data", replicas=2, process_index=1, process_count=2, engine="torch.distributed")
+    batches = [(x.numpy().tolist(), y.numpy().tolist()) for x, y in plan.distribute_dataset(dataset, 4)]
+    # Global batches [0..3], [4..7] (the partial [8..10] cannot split); this process takes the second half.
+    assert batches == [([2, 3], [20, 30]), ([6, 7], [60, 70])]
+    single = distribution.DistributionPlan("data", replicas=2, engine="tf.distribute.MirroredStrategy")
+    assert [x.numpy().tolist() for x, _ in single.distribute_dataset(dataset, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7]]

@@ -66,6 +66,9 @@ class CrashSafeBackup(keras.callbacks.Callback):
             JSON-serializable data and `set_state(data)` (e.g. a callback's
             own history).
         verbose: print a line when resuming or skipping a damaged checkpoint.
+        write: False in the processes of a distributed job other than the
+            chief: they restore the checkpoints the chief writes and write
+            (or delete) nothing.
 
     Attributes:
         history: list of dicts, one per finished epoch of the whole run:
@@ -78,7 +81,7 @@ class CrashSafeBackup(keras.callbacks.Callback):
     (`keras_vit.data.EpochBatches`).
     """
 
-    def __init__(self, directory, state=None, verbose=1):
+    def __init__(self, directory, state=None, verbose=1, write=True):
         super().__init__()
         self.directory = os.path.abspath(os.fspath(directory))
         self.state = dict(state or {})
@@ -88,6 +91,9 @@ class CrashSafeBackup(keras.callbacks.Callback):
                     f"state[{name!r}] must have get_state() and set_state(data). Received: {type(item).__name__}"
                 )
         self.verbose = verbose
+        # False in every process of a distributed job but the chief: it
+        # restores the checkpoints the chief writes, and writes nothing.
+        self.write = bool(write)
         self.history = []
         self.initial_epoch = 0
         self._epoch_start = None
@@ -172,7 +178,8 @@ class CrashSafeBackup(keras.callbacks.Callback):
             except ValueError as error:
                 if self.verbose:
                     print(f"CrashSafeBackup: skipping a damaged checkpoint: {error}", flush=True)
-                shutil.rmtree(path, ignore_errors=True)
+                if self.write:
+                    shutil.rmtree(path, ignore_errors=True)
                 continue
             optimizer = getattr(self.model, "optimizer", None)
             if optimizer is not None and not optimizer.built:
@@ -197,7 +204,7 @@ class CrashSafeBackup(keras.callbacks.Callback):
                 "CrashSafeBackup needs a built model before fit() (call it on a batch, or build(input_shape)), "
                 "so that a checkpoint can be loaded into it."
             )
-        if os.path.isdir(self.directory):
+        if os.path.isdir(self.directory) and self.write:
             self._remove_leftovers()
         self.history = []
         self.initial_epoch = self.restore()
@@ -215,7 +222,8 @@ class CrashSafeBackup(keras.callbacks.Callback):
             value = float(value)
             row[key] = value if math.isfinite(value) else None  # strict JSON
         self.history.append(row)
-        self._write(epoch + 1)
+        if self.write:
+            self._write(epoch + 1)
 
     def on_train_end(self, logs=None):
         if getattr(self.model, "_initial_epoch", None) == self.initial_epoch and self.initial_epoch:
@@ -223,7 +231,7 @@ class CrashSafeBackup(keras.callbacks.Callback):
 
     def finish(self):
         """Deletes the backup: call once the run's final outputs are safely stored."""
-        if os.path.isdir(self.directory):
+        if self.write and os.path.isdir(self.directory):
             shutil.rmtree(self.directory, ignore_errors=True)
 
 

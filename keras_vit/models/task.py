@@ -1,6 +1,7 @@
 """The shared base of keras_vit task models (in the spirit of keras-hub's `Task`)."""
 
 import keras
+import numpy as np
 from keras import tree
 
 from keras_vit.backend.jax_state import variables_kept_on_failure
@@ -158,8 +159,35 @@ class Task:
         with variables_kept_on_failure(self):
             return super().evaluate(x, y, *args, **kwargs)
 
-    def predict(self, x, *args, **kwargs):
+    def predict(self, x, batch_size=None, *args, **kwargs):
         self._check_weights_present()
         self.check_raw_inputs(x)
+        x, batch_size, count = _whole_batches(x, batch_size)
         with variables_kept_on_failure(self):
-            return super().predict(x, *args, **kwargs)
+            outputs = super().predict(x, batch_size, *args, **kwargs)
+        if count is not None:
+            outputs = tree.map_structure(lambda a: a[:count], outputs)
+        return outputs
+
+
+def _whole_batches(x, batch_size):
+    """Under a `keras.distribution` data layout (JAX data or model
+    parallelism), every batch is split evenly over the batch axis, so a
+    partial batch cannot run. For numpy inputs the batch size is rounded up to
+    a multiple of the replicas and the inputs padded (repeating the last
+    sample) to whole batches; predictions are per sample, so this changes no
+    result. Returns (x, batch_size, the true count or None when nothing was
+    padded)."""
+    distribution = keras.distribution.distribution()
+    arrays = tree.flatten(x)
+    if distribution is None or not arrays or not all(isinstance(a, np.ndarray) for a in arrays):
+        return x, batch_size, None
+    mesh = distribution.device_mesh
+    replicas = mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+    batch = 32 if batch_size is None else int(batch_size)
+    batch = -(-batch // replicas) * replicas
+    count = len(arrays[0])
+    total = -(-count // batch) * batch
+    if total == count:
+        return x, batch, None
+    return tree.map_structure(lambda a: np.concatenate([a, np.repeat(a[-1:], total - count, axis=0)]), x), batch, count
