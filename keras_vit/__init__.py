@@ -1,6 +1,7 @@
 """keras_vit: vision transformers for Keras 3 on JAX, TensorFlow and PyTorch."""
 
 from keras_vit import callbacks
+from keras_vit import distribution
 from keras_vit import layers
 from keras_vit import ops
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
@@ -26,6 +27,7 @@ __all__ = [
     "ViTImagePreprocessor",
     "__version__",
     "callbacks",
+    "distribution",
     "layers",
     "list_presets",
     "ops",

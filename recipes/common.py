@@ -40,7 +40,11 @@ def add_config_arguments(parser, int_keys=(), float_keys=()):
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, default=None)
     for key in float_keys:
         parser.add_argument(f"--{key.replace('_', '-')}", type=_finite_float, default=None)
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 policy")
+    parser.add_argument(
+        "--mixed-precision", nargs="?", const="mixed_bfloat16", choices=("mixed_bfloat16", "mixed_float16"),
+        default=None, help="mixed precision policy: mixed_bfloat16 (the default when given alone) or mixed_float16 "
+        "(with dynamic loss scaling)",
+    )
 
 
 def config_from_args(args, defaults, smoke):
@@ -85,6 +89,16 @@ def run_distributed(run_on_plan, config, output_dir, verbose):
 # False in the processes of a distributed run other than the chief (set by
 # run_distributed): they draw nothing to disk.
 _WRITES_FILES = [True]
+
+
+def dtype_policy(config):
+    """The model's dtype policy from `config["mixed_precision"]`: None
+    (float32), or "mixed_bfloat16" / "mixed_float16" (True, from configs of
+    earlier runs, means mixed_bfloat16)."""
+    value = config.get("mixed_precision")
+    if not value:
+        return None
+    return "mixed_bfloat16" if value is True else value
 
 
 def save_figure(figure, path, dpi=110):

@@ -31,6 +31,7 @@ from recipes.common import PeriodicEvaluation
 from recipes.common import add_config_arguments
 from recipes.common import add_run_arguments
 from recipes.common import config_from_args
+from recipes.common import dtype_policy
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
@@ -186,7 +187,7 @@ def _load_tfds(name, config):
 
 
 def build_model(config, num_classes):
-    dtype = "mixed_bfloat16" if config["mixed_precision"] else None
+    dtype = dtype_policy(config)
     common = dict(
         bounding_box_format="xyxy", matching=config["matching"], dropout_rate=config["dropout_rate"], dtype=dtype
     )

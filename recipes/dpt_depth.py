@@ -36,6 +36,7 @@ from recipes.common import PeriodicEvaluation
 from recipes.common import add_config_arguments
 from recipes.common import add_run_arguments
 from recipes.common import config_from_args
+from recipes.common import dtype_policy
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
@@ -96,7 +97,7 @@ def build_model(config, initial_depth=None):
     With random weights there instead, the final ReLU is off on many pixels
     from the start and, seen in a run here, on all of them after an epoch,
     after which nothing trains."""
-    dtype = "mixed_bfloat16" if config["mixed_precision"] else None
+    dtype = dtype_policy(config)
     if config["preset"]:
         return keras_vit.DPTDepthEstimator.from_preset(config["preset"], image_size=config["image_size"], dtype=dtype)
     model = keras_vit.DPTDepthEstimator(

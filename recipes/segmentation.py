@@ -41,6 +41,7 @@ from recipes.common import PeriodicEvaluation
 from recipes.common import add_config_arguments
 from recipes.common import add_run_arguments
 from recipes.common import config_from_args
+from recipes.common import dtype_policy
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
@@ -104,7 +105,7 @@ def load_data(config):
 def build_model(config, num_classes):
     if config["model"] not in MODELS:
         raise ValueError(f"model must be one of {MODELS}. Received: model={config['model']!r}")
-    dtype = "mixed_bfloat16" if config["mixed_precision"] else None
+    dtype = dtype_policy(config)
     task = keras_vit.DPTImageSegmenter if config["model"] == "dpt" else keras_vit.Segmenter
     if config["preset"]:
         return task.from_preset(config["preset"], num_classes=num_classes, image_size=config["image_size"], dtype=dtype)

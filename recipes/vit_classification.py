@@ -25,6 +25,7 @@ from keras_vit.visualization import plot_attention_maps
 from recipes.common import add_config_arguments
 from recipes.common import add_run_arguments
 from recipes.common import config_from_args
+from recipes.common import dtype_policy
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
@@ -95,7 +96,7 @@ def _load_tfds(name, config):
 
 
 def build_model(config, num_classes, channels):
-    dtype = "mixed_bfloat16" if config["mixed_precision"] else None
+    dtype = dtype_policy(config)
     backbone = small_backbone(config, dtype, channels=channels)
     # Raw inputs: the digits come in [0, 1], tfds photographs in [0, 255];
     # both map to [-1, 1].

@@ -3,7 +3,8 @@ import contextlib
 import keras
 from keras import ops
 
-from keras_vit import distribution
+from keras_vit.distribution import replica_count
+from keras_vit.distribution import replica_sum
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
 from keras_vit.layers.detr_transformer_layers import DETRDecoderLayer
 from keras_vit.layers.detr_transformer_layers import DETREncoderLayer
@@ -76,12 +77,12 @@ def _nearest_indices(out_size, in_size):
     return ops.cast(ops.floor(ops.arange(out_size, dtype="float32") * (in_size / out_size)), "int32")
 
 
-@keras.saving.register_keras_serializable(package="keras_vit")
 def _replica_mean(value):
     """The mean of `value` over the data-parallel replicas (keras_vit.distribution)."""
-    return distribution.replica_sum(value) / distribution.replica_count()
+    return replica_sum(value) / replica_count()
 
 
+@keras.saving.register_keras_serializable(package="keras_vit")
 class DETR(Task, keras.Model):
     """DETR (Carion et al., 2020): a CNN, a transformer and set prediction.
 
@@ -451,7 +452,7 @@ class DETR(Task, keras.Model):
             # tf.distribute sums the replicas' gradients (Keras's own losses
             # divide by the replica count the same way; its trainer undoes it
             # for the reported loss).
-            total = total / distribution.replica_count()
+            total = total / replica_count()
         return total
 
     # ------------------------------------------------------- post-processing

@@ -140,6 +140,24 @@ class Task:
             data_batch=keras.utils.pack_x_y_sample_weight(x, self._loss_targets(y), sample_weight)
         )
 
+    def compile(self, *args, **kwargs):
+        # Keras wraps the optimizer in a LossScaleOptimizer only when the
+        # model's own policy is mixed_float16; a functionally built task
+        # (ViT, DPT, Segmenter) keeps the float32 policy of its outer
+        # Functional, with float16 inside. The wrap is decided here from the
+        # layers, so every task scales its loss under mixed_float16.
+        args = list(args)
+        optimizer = args[0] if args else kwargs.get("optimizer", "rmsprop")
+        if kwargs.get("auto_scale_loss", True) and _computes_in_float16(self) and optimizer is not None:
+            optimizer = keras.optimizers.get(optimizer)
+            if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            if args:
+                args[0] = optimizer
+            else:
+                kwargs["optimizer"] = optimizer
+        return super().compile(*args, **kwargs)
+
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, *args, **kwargs):
         self._check_weights_present(training=True)
         self.check_raw_inputs(x)
@@ -191,3 +209,11 @@ def _whole_batches(x, batch_size):
     if total == count:
         return x, batch, None
     return tree.map_structure(lambda a: np.concatenate([a, np.repeat(a[-1:], total - count, axis=0)]), x), batch, count
+
+
+def _computes_in_float16(model):
+    """Whether any layer of `model` runs under the mixed_float16 policy."""
+    return any(
+        getattr(layer.dtype_policy, "name", None) == "mixed_float16"
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+    )

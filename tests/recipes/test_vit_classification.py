@@ -57,3 +57,18 @@ def test_tfds_path_with_mock_data(tmp_path):
     with tfds.testing.mock_data(num_examples=24):
         results = vit_classification.run(config, str(tmp_path / "tfds"), verbose=0)
     assert results["dataset"] == "tfds:mnist" and np.isfinite(results["test_loss"])
+
+
+def test_mixed_precision_and_distribute_options():
+    from recipes.common import dtype_policy
+
+    config, _ = vit_classification.parse_args(["--smoke", "--mixed-precision", "mixed_float16", "--distribute", "none"])
+    assert dtype_policy(config) == "mixed_float16" and config["distribute"] == "none"
+    config, _ = vit_classification.parse_args(["--smoke", "--mixed-precision"])
+    assert dtype_policy(config) == "mixed_bfloat16"
+    assert dtype_policy(vit_classification.parse_args(["--smoke"])[0]) is None
+    assert dtype_policy({"mixed_precision": True}) == "mixed_bfloat16"  # configs of earlier runs
+    with pytest.raises(SystemExit):
+        vit_classification.parse_args(["--mixed-precision", "float8"])
+    with pytest.raises(SystemExit):
+        vit_classification.parse_args(["--distribute", "pipeline"])
