@@ -3,7 +3,7 @@ optimizer in a LossScaleOptimizer, whose dynamic scale starts at 2**15 and
 halves on each overflowing step, so the first steps may be skipped) and
 `mixed_bfloat16`. Weights stay float32, DETR's outputs are float32 for its
 matching (its loss terms: tests/models/test_detr.py), and 20 steps on one
-batch give finite, decreasing losses."""
+batch give finite losses and lower the batch's loss."""
 
 import keras
 import numpy as np
@@ -88,6 +88,9 @@ def test_every_task_trains_in_mixed_precision(task, policy):
     model.compile(optimizer=keras.optimizers.Adam(3e-4))  # each task's default loss
     if policy == "mixed_float16":
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    before = float(model.test_on_batch(x, y, return_dict=True)["loss"])
     losses = [float(model.train_on_batch(x, y, return_dict=True)["loss"]) for _ in range(STEPS)]
     assert np.all(np.isfinite(losses)), losses
-    assert losses[-1] < losses[0], losses
+    # The batch's loss without dropout (training losses are noisy under it).
+    after = float(model.test_on_batch(x, y, return_dict=True)["loss"])
+    assert after < before, (before, after, losses)
