@@ -27,9 +27,7 @@ TINY = {
 @pytest.fixture(autouse=True, scope="module")
 def _release_memory():
     """After each module: drop Keras's global state and collect garbage, so a
-    worker does not carry one module's models (full-size presets, compiled
-    steps) into the next (a worker was seen at 11 GB; with two workers and
-    their subprocesses, a 24 GB machine without swap stalls)."""
+    worker does not carry one module's models and compiled steps into the next."""
     yield
     import gc
 
@@ -37,10 +35,35 @@ def _release_memory():
     gc.collect()
 
 
+def _resident_mb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)
     yield
+    # Keras models hold reference cycles, which only the cyclic collector
+    # frees, and it runs by object counts, not bytes: without this, a worker
+    # kept every full-size model it had built (12 GB by the end of the JAX
+    # tier, two workers on a 24 GB machine without swap: the machine stalled
+    # and CI timed out). Collected after a test that left the worker large.
+    if _resident_mb() > 2500:
+        import ctypes
+        import gc
+
+        gc.collect()
+        try:  # glibc keeps freed blocks; give them back to the system
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
 
 
 @pytest.fixture
