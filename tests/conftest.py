@@ -46,6 +46,10 @@ def _resident_mb():
     return 0
 
 
+# The worker's resident size after the last collection (see _seed).
+_COLLECTED_AT_MB = [0]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)
@@ -54,8 +58,8 @@ def _seed():
     # frees, and it runs by object counts, not bytes: without this, a worker
     # kept every full-size model it had built (12 GB by the end of the JAX
     # tier, two workers on a 24 GB machine without swap: the machine stalled
-    # and CI timed out). Collected after a test that left the worker large.
-    if _resident_mb() > 2500:
+    # and CI timed out). Collected after a test that grew the worker by 1 GB.
+    if _resident_mb() > _COLLECTED_AT_MB[0] + 1000:
         import ctypes
         import gc
 
@@ -64,6 +68,7 @@ def _seed():
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except OSError:
             pass
+        _COLLECTED_AT_MB[0] = _resident_mb()
 
 
 @pytest.fixture
