@@ -72,6 +72,22 @@ def _seed():
 
 
 @pytest.fixture
+def memory_heavy(tmp_path_factory):
+    """For tests that build full-size models (peaks of 5-12 GB): one at a
+    time across the xdist workers (an inter-process lock in the run's shared
+    temporary folder), so two peaks never meet on a 24 GB machine."""
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp().parent
+    with open(shared / "memory_heavy.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@pytest.fixture
 def tiny_config():
     return dict(TINY)
 

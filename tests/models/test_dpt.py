@@ -149,7 +149,7 @@ def test_default_compile_trains_and_reports_each_term():
 
 
 @pytest.mark.slow
-def test_full_dpt_large_depth_matches_transformers(tmp_path):
+def test_full_dpt_large_depth_matches_transformers(tmp_path, memory_heavy):
     """A DPT-Large-sized depth model (ViT-L/16, taps 5/11/17/23, neck
     256/512/1024/1024, fusion 256; 343M parameters) with random weights,
     written by transformers and read through the public loading path

@@ -111,7 +111,7 @@ def _full_reference():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["original", "transformers"])
-def test_detr_r50_preset_from_each_release_format(source, tmp_path, monkeypatch):
+def test_detr_r50_preset_from_each_release_format(source, tmp_path, monkeypatch, memory_heavy):
     """The whole detr_r50 path (download, sha256 prefix check, conversion,
     cache) on full-size random checkpoints, equal to transformers."""
     reference = _full_reference()

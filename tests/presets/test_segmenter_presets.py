@@ -24,7 +24,7 @@ pytest.importorskip("torch")
 pytest.importorskip("yaml")
 
 
-def test_table():
+def test_table(memory_heavy):
     assert keras_vit.list_presets("segmenter") == [
         "seg_base_8_linear", "seg_base_mask", "seg_large_mask", "seg_small_mask", "seg_tiny_mask"
     ]
