@@ -45,15 +45,16 @@ class DistributionPlan:
         model_parallel: size of the model axis (1 unless mode is "model").
         process_index / process_count: this process among the job's processes.
         is_chief: whether this process writes checkpoints, presets and figures.
-        strategy: the `tf.distribute.Strategy` (TensorFlow), else None.
-        distribution: the `keras.distribution.Distribution` (JAX), else None.
+        strategy: the `tf.distribute.Strategy` (TensorFlow), else None. On
+            JAX the distribution is Keras's global one,
+            `keras.distribution.distribution()`.
     """
 
     def __init__(self, mode, replicas=1, model_parallel=1, process_index=0, process_count=1,
-                 is_chief=True, strategy=None, distribution=None, engine="none"):
+                 is_chief=True, strategy=None, engine="none"):
         self.mode, self.replicas, self.model_parallel = mode, int(replicas), int(model_parallel)
         self.process_index, self.process_count = int(process_index), int(process_count)
-        self.is_chief, self.strategy, self.distribution, self.engine = bool(is_chief), strategy, distribution, engine
+        self.is_chief, self.strategy, self.engine = bool(is_chief), strategy, engine
 
     def scope(self):
         """Build, compile and fit inside this (the TF strategy's scope; a no-op elsewhere)."""
@@ -129,13 +130,6 @@ class DistributionPlan:
             "model_parallel": self.model_parallel, "processes": self.process_count,
         }
 
-    def barrier(self):
-        """Waits for every process (torch.distributed); a no-op elsewhere."""
-        if self.engine == "torch.distributed":
-            from keras_vit.backend import torch_distributed
-
-            torch_distributed.barrier()
-
 
 def configure(mode="auto", model_parallel=None, layout_map=None):
     """Sets up `mode` on the current backend and returns a `DistributionPlan`.
@@ -185,10 +179,9 @@ def _configure_jax(mode, model_parallel, layout_map):
         keras.distribution.set_distribution(None)
         return DistributionPlan("none", is_chief=chief)
     if mode == "data":
-        distribution = keras.distribution.DataParallel(devices=devices)
-        keras.distribution.set_distribution(distribution)
-        return DistributionPlan("data", len(devices), 1, process_index, process_count, chief, None, distribution,
-                                "keras.distribution.DataParallel")
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return DistributionPlan("data", len(devices), 1, process_index, process_count, chief,
+                                engine="keras.distribution.DataParallel")
     if len(devices) % model_parallel:
         raise ValueError(
             f"model_parallel must divide the {len(devices)} devices. Received: model_parallel={model_parallel}"
@@ -198,10 +191,11 @@ def _configure_jax(mode, model_parallel, layout_map):
         from keras_vit.backbones.vit_backbone import ViTBackbone
 
         layout_map = ViTBackbone.get_layout_map
-    distribution = keras.distribution.ModelParallel(layout_map=layout_map(mesh), batch_dim_name="batch")
-    keras.distribution.set_distribution(distribution)
+    keras.distribution.set_distribution(
+        keras.distribution.ModelParallel(layout_map=layout_map(mesh), batch_dim_name="batch")
+    )
     return DistributionPlan("model", len(devices) // model_parallel, model_parallel, process_index, process_count,
-                            chief, None, distribution, "keras.distribution.ModelParallel")
+                            chief, engine="keras.distribution.ModelParallel")
 
 
 def _configure_tensorflow(mode):
@@ -213,8 +207,8 @@ def _configure_tensorflow(mode):
     if mode == "none":
         return DistributionPlan("none")
     strategy, chief = tf_distribute.make_strategy(os.environ.get("KERAS_VIT_TF_STRATEGY", "auto"))
-    return DistributionPlan("data", strategy.num_replicas_in_sync, 1, 0, 1, chief, strategy, None,
-                            f"tf.distribute.{type(strategy).__name__}")
+    return DistributionPlan("data", strategy.num_replicas_in_sync, is_chief=chief, strategy=strategy,
+                            engine=f"tf.distribute.{type(strategy).__name__}")
 
 
 def _configure_torch(mode):
@@ -231,36 +225,36 @@ def _configure_torch(mode):
             f"{os.environ.get('WORLD_SIZE', 'unset')}"
         )
     rank, world = torch_distributed.initialize()
-    return DistributionPlan("data", world, 1, rank, world, rank == 0, None, None, "torch.distributed")
+    return DistributionPlan("data", world, 1, rank, world, rank == 0, engine="torch.distributed")
+
+
+def _replica_engine():
+    """The backend module that reduces across data-parallel replicas (TF's
+    replica context, torch's processes), or None on JAX, which computes on
+    the global batch."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from keras_vit.backend import tf_distribute
+
+        return tf_distribute
+    if backend == "torch":
+        from keras_vit.backend import torch_distributed
+
+        return torch_distributed
+    return None
 
 
 def replica_sum(value):
     """`value` summed over the data-parallel replicas that each computed a part
     of the global batch (TF replica context, torch processes); JAX computes on
     the global batch already, so there it is `value`."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        from keras_vit.backend import tf_distribute
-
-        return tf_distribute.all_reduce_sum(value)
-    if backend == "torch":
-        from keras_vit.backend import torch_distributed
-
-        return torch_distributed.all_reduce_sum(value)
-    return value
+    engine = _replica_engine()
+    return value if engine is None else engine.all_reduce_sum(value)
 
 
 def replica_count():
     """How many replicas each compute a part of the batch and combine their
     gradients: TF's replicas in sync (summed gradients), torch's processes
     (averaged gradients); 1 on JAX and on one device."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        from keras_vit.backend import tf_distribute
-
-        return tf_distribute.replicas_in_sync()
-    if backend == "torch":
-        from keras_vit.backend import torch_distributed
-
-        return torch_distributed.world_size()
-    return 1
+    engine = _replica_engine()
+    return 1 if engine is None else engine.replica_count()

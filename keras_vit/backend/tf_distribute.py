@@ -21,7 +21,7 @@ def make_strategy(kind="auto"):
     import tensorflow as tf
 
     if kind == "auto":
-        if os.environ.get("TPU_NAME") or os.environ.get("KERAS_VIT_TPU"):
+        if os.environ.get("TPU_NAME"):
             kind = "tpu"
         elif len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [])) > 1:
             kind = "multi_worker"
@@ -53,7 +53,7 @@ def device_count():
     return len(tf.config.list_logical_devices("GPU")) or len(tf.config.list_logical_devices("CPU"))
 
 
-def replicas_in_sync():
+def replica_count():
     """Replicas whose gradients Keras sums in the current strategy (1 outside one)."""
     import tensorflow as tf
 

@@ -41,7 +41,8 @@ def is_initialized():
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def world_size():
+def replica_count():
+    """The processes of the job (1 outside one)."""
     import torch.distributed as dist
 
     return dist.get_world_size() if is_initialized() else 1
@@ -90,13 +91,6 @@ def all_reduce_sum(value):
     total = keras.ops.convert_to_tensor(value).detach().clone()
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total
-
-
-def barrier():
-    import torch.distributed as dist
-
-    if is_initialized():
-        dist.barrier()
 
 
 def shutdown():
