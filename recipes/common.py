@@ -159,7 +159,7 @@ def add_run_arguments(parser, dataset, output, preset=None):
     """The options every recipe has: `--dataset` (default `dataset`), `--output`
     (default `output`), `--smoke`, `--data-dir`, `--offline`, and `--preset`
     when `preset` (its help text) is given."""
-    parser.add_argument("--dataset", default=dataset, help=f"'{dataset}' (embedded) or 'tfds:NAME'")
+    parser.add_argument("--dataset", default=dataset, help=f"'{dataset}' (embedded), 'tfds:NAME' or 'folder:PATH' (a local folder in the task's layout)")
     parser.add_argument("--output", default=output, help="output directory")
     if preset is not None:
         parser.add_argument("--preset", default=None, help=preset)
@@ -211,11 +211,20 @@ def finish_run(model, backup, output_dir, recipe, config, results, curve, plan=N
     return results
 
 
-def recipe_main(parse_args, run, argv=None, hidden=("history", "evaluations", "loss")):
-    """Parses the arguments, runs, prints the results (without the long lists)."""
+def recipe_parser(doc, prog=None, epilog=None):
+    """A recipe's `argparse` parser: its docstring's first paragraph as the
+    description; `prog` and `epilog` (examples) as `keras-vit` gives them."""
+    return argparse.ArgumentParser(
+        prog=prog, description=doc.split("\n\n")[0], epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def recipe_main(parse_args, run, argv=None, hidden=("history", "evaluations", "loss"), **parser_options):
+    """Parses the arguments (`parser_options`: `prog`, `epilog` for
+    `recipe_parser`), runs, prints the results (without the long lists)."""
     import json
 
-    config, output = parse_args(argv)
+    config, output = parse_args(argv, **parser_options)
     results = run(config, output)
     print(json.dumps({k: v for k, v in results.items() if k not in hidden}, indent=2))
     return results

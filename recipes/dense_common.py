@@ -1,6 +1,7 @@
 """What the dense-prediction recipes (depth and segmentation) share: their
 data (the embedded scenes, NYU Depth v2 and ADE20K through
-tensorflow-datasets) and a small ViT backbone.
+tensorflow-datasets, image/mask and image/depth pairs in local folders) and
+a small ViT backbone.
 
 Datasets come as numpy pairs (the embedded scenes: a resumed run sees
 exactly the batches of an uninterrupted one) or as batched `tf.data` sets of
@@ -38,8 +39,10 @@ def scenes(config):
 
 
 def check_dataset(dataset, embedded):
-    if dataset != embedded and not str(dataset).startswith("tfds:"):
-        raise ValueError(f"dataset must be {embedded!r} or 'tfds:NAME'. Received: dataset={dataset!r}")
+    if dataset != embedded and not str(dataset).startswith(("tfds:", "folder:")):
+        raise ValueError(
+            f"dataset must be {embedded!r}, 'tfds:NAME' or 'folder:PATH'. Received: dataset={dataset!r}"
+        )
 
 
 def _tfds_splits(name, config, splits):
@@ -87,45 +90,74 @@ def _ade_labels(example, num_classes):
 
 def tfds_segmentation(name, config):
     """ADE20K-style tfds data (`image`, `annotation` (H, W, 3) with the label
-    in each channel, 0 = unlabelled): `(train, test, class_names)` of batched
-    `(images, labels)`, labels in `[0, 150)` or `IGNORE_INDEX`; training
-    crops as `_random_scale_crop`, test images resized to
-    `image_size x image_size` (labels: nearest)."""
-    import tensorflow as tf
-
+    in each channel, 0 = unlabelled): `(train, test, class_names)` as
+    `segmentation_pipeline`, labels in `[0, 150)` or `IGNORE_INDEX`."""
     # tfds' scene_parse150 has "train" (20,210 images) and "test" (ADE20K's 2,000 validation images).
     splits = ("train", "test") if name.startswith("scene_parse150") else ("train", "validation")
     (train, test), _ = _tfds_splits(name, config, splits)
     num_classes = 150
-    class_names = [f"class_{i}" for i in range(num_classes)]
+
+    def pair(example):
+        return example["image"], _ade_labels(example, num_classes)
+
+    train = train.shuffle(1000, seed=config["seed"])
+    return (*segmentation_pipeline(train.map(pair), test.map(pair), config), [f"class_{i}" for i in range(num_classes)])
+
+
+def folder_segmentation(path, config):
+    """Image/mask pairs in a folder (`recipes.folder_data.segmentation`),
+    as `segmentation_pipeline`: `(train, test, class_names)`."""
+    from recipes import folder_data
+
+    train, test, class_names = folder_data.segmentation(path, config, IGNORE_INDEX)
+    return (*segmentation_pipeline(train, test, config), class_names)
+
+
+def segmentation_pipeline(train, test, config):
+    """Batched, prefetched `(train, test)` of `(images, labels)` from
+    unbatched (training: shuffled) `(image, labels (H, W, 1) int32)` pairs:
+    training crops as `_random_scale_crop`, test images resized to
+    `image_size x image_size` (labels: nearest); each map in parallel."""
+    import tensorflow as tf
+
     size = config["image_size"]
 
-    def train_example(example):
-        image, labels = _random_scale_crop(example["image"], _ade_labels(example, num_classes), size, IGNORE_INDEX)
+    def train_example(image, labels):
+        image, labels = _random_scale_crop(image, labels, size, IGNORE_INDEX)
         return image, labels[..., 0]
 
-    def test_example(example):
-        image = tf.image.resize(tf.cast(example["image"], "float32"), (size, size))
-        labels = tf.image.resize(_ade_labels(example, num_classes), (size, size), method="nearest")
-        return image, labels[..., 0]
+    def test_example(image, labels):
+        image = tf.image.resize(tf.cast(image, "float32"), (size, size))
+        return image, tf.image.resize(labels, (size, size), method="nearest")[..., 0]
 
-    batch = config["batch_size"]
-    train = (
-        train.shuffle(1000, seed=config["seed"]).map(train_example, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch, drop_remainder=True).prefetch(2)
-    )
-    test = test.map(test_example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(2)
-    return train, test, class_names
+    batch, parallel = config["batch_size"], tf.data.AUTOTUNE
+    train = train.map(train_example, num_parallel_calls=parallel).batch(batch, drop_remainder=True).prefetch(parallel)
+    test = test.map(test_example, num_parallel_calls=parallel).batch(batch).prefetch(parallel)
+    return train, test
 
 
 def tfds_depth(name, config):
     """NYU Depth v2-style tfds data (`image`, `depth` (H, W) in metres, 0 where
-    unknown): `(train, test)` of batched `(images, depth)` at
+    unknown), as `depth_pipeline`."""
+    (train, test), _ = _tfds_splits(name, config, ("train", "validation"))
+    return depth_pipeline(train.shuffle(1000, seed=config["seed"]), test, config)
+
+
+def folder_depth(path, config):
+    """Image/depth pairs in a folder (`recipes.folder_data.depth`), as `depth_pipeline`."""
+    from recipes import folder_data
+
+    return depth_pipeline(*folder_data.depth(path, config), config)
+
+
+def depth_pipeline(train, test, config):
+    """Batched, prefetched `(train, test)` of `(images, depth)` at
     `image_size x image_size` (image bilinear, depth nearest, so no invalid
-    value is blended in); training images flipped at random."""
+    value is blended in) from unbatched (training: shuffled) examples of
+    `image` and `depth`; training images flipped at random; each map in
+    parallel."""
     import tensorflow as tf
 
-    (train, test), _ = _tfds_splits(name, config, ("train", "validation"))
     size = config["image_size"]
 
     def example_pair(example):
@@ -138,12 +170,12 @@ def tfds_depth(name, config):
         flipped = tf.random.uniform(()) < 0.5
         return (tf.where(flipped, image[:, ::-1], image), tf.where(flipped, depth[:, ::-1], depth))
 
-    batch = config["batch_size"]
+    batch, parallel = config["batch_size"], tf.data.AUTOTUNE
     train = (
-        train.shuffle(1000, seed=config["seed"]).map(example_pair, num_parallel_calls=tf.data.AUTOTUNE)
-        .map(flip, num_parallel_calls=tf.data.AUTOTUNE).batch(batch, drop_remainder=True).prefetch(2)
+        train.map(example_pair, num_parallel_calls=parallel)
+        .map(flip, num_parallel_calls=parallel).batch(batch, drop_remainder=True).prefetch(parallel)
     )
-    test = test.map(example_pair, num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(2)
+    test = test.map(example_pair, num_parallel_calls=parallel).batch(batch).prefetch(parallel)
     return train, test
 
 

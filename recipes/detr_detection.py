@@ -6,7 +6,9 @@ procedurally generated dataset of coloured rectangles, ellipses and triangles
 comes through tensorflow-datasets with `--dataset tfds:coco/2017`, with DETR's
 augmentation (random horizontal flip, random resize of the shorter side, and a
 random crop half of the time), optionally starting from a pretrained preset
-(`--preset detr_r50`). The run saves a
+(`--preset detr_r50`). Any COCO-format data on disk works with
+`--dataset folder:PATH` (`PATH/annotations/instances_train*.json` with
+`PATH/train*/`, and a `val*` split for evaluation). The run saves a
 preset directory, results.json, a training-curve PNG and PNGs of predicted
 boxes; killed at any moment, a rerun resumes after the last finished epoch.
 
@@ -15,7 +17,6 @@ boxes; killed at any moment, a rerun resumes after the last finished epoch.
     python -m recipes.detr_detection --dataset tfds:coco/2017 --preset detr_r50 --image-size 800 --epochs 1
 """
 
-import argparse
 import os
 
 import keras
@@ -35,6 +36,7 @@ from recipes.common import dtype_policy
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
+from recipes.common import recipe_parser
 from recipes.common import run_distributed
 from recipes.common import save_figure
 from recipes.common import training_curve_figure
@@ -78,7 +80,7 @@ COCO_SCALES = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
 def load_data(config):
     """Returns `(train, test, class_names)`.
 
-    shapes: numpy `(images, targets)` pairs. tfds: `tf.data.Dataset`s of
+    shapes: numpy `(images, targets)` pairs. tfds and folders: `tf.data.Dataset`s of
     `({"images", "pixel_mask"}, {"boxes", "labels"})` with pixel xyxy boxes.
     """
     dataset = config["dataset"]
@@ -89,7 +91,13 @@ def load_data(config):
         return train, test, list(SHAPE_CLASSES)
     if dataset.startswith("tfds:"):
         return _load_tfds(dataset[len("tfds:"):], config)
-    raise ValueError(f"dataset must be 'shapes' or 'tfds:NAME'. Received: dataset={dataset!r}")
+    from recipes import folder_data
+
+    folder = folder_data.parse(dataset)
+    if folder is not None:
+        train, test, class_names = folder_data.detection(folder, config)
+        return (*pipeline(train, test, config), class_names)
+    raise ValueError(f"dataset must be 'shapes', 'tfds:NAME' or 'folder:PATH'. Received: dataset={dataset!r}")
 
 
 def _load_tfds(name, config):
@@ -97,12 +105,19 @@ def _load_tfds(name, config):
     from recipes import tfds_data
 
     tfds_data.import_tfds()  # a clear message when tensorflow-datasets is missing
-    import tensorflow as tf
-
     (train, test), info = tfds_data.load(
         name, ["train", "validation"], data_dir=config["data_dir"], download=not config["offline"]
     )
-    class_names = info.features["objects"]["label"].names
+    train = train.shuffle(1000, seed=config["seed"])
+    return (*pipeline(train, test, config), info.features["objects"]["label"].names)
+
+
+def pipeline(train, test, config):
+    """Batched, prefetched `(train, test)` from unbatched (training: shuffled)
+    tfds-`coco`-style examples: DETR's training augmentation (flip, crop,
+    multi-scale resize) and padding, each map in parallel."""
+    import tensorflow as tf
+
     size, max_objects = config["image_size"], 100
     scales = [s * size / 800 for s in COCO_SCALES]
 
@@ -165,22 +180,22 @@ def _load_tfds(name, config):
         return {"images": image, "pixel_mask": mask}, {"boxes": boxes, "labels": labels}
 
     batch = config["batch_size"]
+    parallel = tf.data.AUTOTUNE
     train = (
-        train.map(to_pixels, num_parallel_calls=tf.data.AUTOTUNE)
-        .shuffle(1000, seed=config["seed"])
-        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        .map(pad, num_parallel_calls=tf.data.AUTOTUNE)
+        train.map(to_pixels, num_parallel_calls=parallel)
+        .map(augment, num_parallel_calls=parallel)
+        .map(pad, num_parallel_calls=parallel)
         .batch(batch, drop_remainder=True)
-        .prefetch(2)
+        .prefetch(parallel)
     )
     test = (
-        test.map(to_pixels)
-        .map(lambda image, boxes, labels: (*resize(image, boxes, float(size)), labels))
-        .map(pad)
+        test.map(to_pixels, num_parallel_calls=parallel)
+        .map(lambda image, boxes, labels: (*resize(image, boxes, float(size)), labels), num_parallel_calls=parallel)
+        .map(pad, num_parallel_calls=parallel)
         .batch(batch)
-        .prefetch(2)
+        .prefetch(parallel)
     )
-    return train, test, class_names
+    return train, test
 
 
 # ---------------------------------------------------------------------- model
@@ -272,8 +287,8 @@ def save_detections_png(test, predictions, class_names, output_dir, count=8):
     return save_figure(figure, os.path.join(output_dir, "detections.png"))
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv=None, **parser_options):
+    parser = recipe_parser(__doc__, **parser_options)
     add_run_arguments(parser, "shapes", "runs/detr_detection", preset="start from a DETR preset (e.g. detr_r50)")
     parser.add_argument("--matching", default=None, choices=["host", "ops"])
     add_config_arguments(
@@ -288,8 +303,8 @@ def parse_args(argv=None):
     return config_from_args(args, CONFIG, SMOKE), args.output
 
 
-def main(argv=None):
-    return recipe_main(parse_args, run, argv)
+def main(argv=None, **parser_options):
+    return recipe_main(parse_args, run, argv, **parser_options)
 
 
 if __name__ == "__main__":

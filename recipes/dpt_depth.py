@@ -8,7 +8,10 @@ metrics (AbsRel, SqRel, RMSE, RMSElog, log10, delta < 1.25^k), beside the
 trivial baseline of predicting the training set's mean depth everywhere.
 NYU Depth v2 comes through tensorflow-datasets with
 `--dataset tfds:nyu_depth_v2`, optionally starting from a pretrained preset
-(`--preset dpt_hybrid_nyu`). The model predicts metric depth
+(`--preset dpt_hybrid_nyu`), and image/depth pairs on disk with
+`--dataset folder:PATH` (`PATH/train/images/<name>.png|jpg` with
+`PATH/train/depth/<name>.png`, 16-bit PNGs of metres x `--depth-png-scale`,
+and the same under `PATH/test`). The model predicts metric depth
 (`1 / (scale * x + shift)` on the DPT head's output, as DPT's NYU and KITTI
 releases do) and trains with the scale-invariant log loss. The run saves a
 preset directory, results.json, a training-curve PNG and a PNG of colourised
@@ -18,9 +21,9 @@ last finished epoch.
     python -m recipes.dpt_depth                 # scenes, about 8 minutes on 2 cores
     python -m recipes.dpt_depth --smoke         # a few steps, for CI
     python -m recipes.dpt_depth --dataset tfds:nyu_depth_v2 --preset dpt_hybrid_nyu --image-size 384 --epochs 1
+    python -m recipes.dpt_depth --dataset folder:~/my_depth --depth-png-scale 256   # KITTI-style PNGs
 """
 
-import argparse
 import os
 
 import keras
@@ -40,6 +43,7 @@ from recipes.common import dtype_policy
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
+from recipes.common import recipe_parser
 from recipes.common import run_distributed
 from recipes.common import save_figure
 from recipes.common import small_backbone
@@ -69,6 +73,8 @@ CONFIG = {
     "weight_decay": 1e-4,
     "min_depth": 1e-3,
     "max_depth": 12.0,
+    # folder:PATH depth PNGs hold metres x this (1000: millimetres, NYU's and DIODE's exports; KITTI: 256).
+    "depth_png_scale": 1000.0,
     "eval_every": 5,
     "seed": 0,
     "mixed_precision": False,
@@ -88,6 +94,10 @@ def load_data(config):
     if config["dataset"] == "scenes":
         (images, depth, _), (test_images, test_depth, _) = dense_common.scenes(config)
         return (images, depth), (test_images, test_depth)
+    if config["dataset"].startswith("folder:"):
+        from recipes import folder_data
+
+        return dense_common.folder_depth(folder_data.parse(config["dataset"]), config)
     return dense_common.tfds_depth(config["dataset"][len("tfds:"):], config)
 
 
@@ -196,21 +206,21 @@ def _run(config, output_dir, verbose, plan):
     return finish_run(model, backup, output_dir, "dpt_depth", config, results, curve, plan)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv=None, **parser_options):
+    parser = recipe_parser(__doc__, **parser_options)
     add_run_arguments(parser, "scenes", "runs/dpt_depth", preset="start from a DPT depth preset (e.g. dpt_hybrid_nyu)")
     add_config_arguments(
         parser,
         int_keys=dense_common.INT_KEYS,
         float_keys=("learning_rate", "weight_decay", "drop_path_rate", "depth_scale", "depth_shift",
-                    "min_depth", "max_depth"),
+                    "min_depth", "max_depth", "depth_png_scale"),
     )
     args = parser.parse_args(argv)
     return config_from_args(args, CONFIG, SMOKE), args.output
 
 
-def main(argv=None):
-    return recipe_main(parse_args, run, argv)
+def main(argv=None, **parser_options):
+    return recipe_main(parse_args, run, argv, **parser_options)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ decoder on the same encoder). ADE20K comes
 through tensorflow-datasets with `--dataset tfds:scene_parse150` (150
 classes, label 0 ignored; mmsegmentation's random resize, crop and flip),
 optionally starting from a pretrained preset (`--preset dpt_hybrid_ade`,
-`--model segmenter --preset seg_tiny_mask`). `--optimizer sgd` trains with
+`--model segmenter --preset seg_tiny_mask`); image/mask pairs on disk
+come with `--dataset folder:PATH` (`PATH/train/images/<name>.png|jpg` with
+`PATH/train/masks/<name>.png` of class indices, 255 ignored, the same under
+`PATH/test`, class names in an optional `PATH/classes.txt`). `--optimizer sgd` trains with
 Segmenter's official schedule (SGD, momentum 0.9, Nesterov, polynomial
 decay); the default is AdamW with cosine decay.
 The run saves a preset directory, results.json, a training-curve PNG and a
@@ -24,7 +27,6 @@ rerun resumes after the last finished epoch.
     python -m recipes.segmentation --dataset tfds:scene_parse150 --preset dpt_hybrid_ade --image-size 480 --epochs 1
 """
 
-import argparse
 import os
 
 import keras
@@ -45,6 +47,7 @@ from recipes.common import dtype_policy
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
+from recipes.common import recipe_parser
 from recipes.common import run_distributed
 from recipes.common import save_figure
 from recipes.common import small_backbone
@@ -99,6 +102,10 @@ def load_data(config):
     if config["dataset"] == "scenes":
         (images, _, labels), (test_images, _, test_labels) = dense_common.scenes(config)
         return (images, labels), (test_images, test_labels), list(SCENE_CLASSES)
+    if config["dataset"].startswith("folder:"):
+        from recipes import folder_data
+
+        return dense_common.folder_segmentation(folder_data.parse(config["dataset"]), config)
     return dense_common.tfds_segmentation(config["dataset"][len("tfds:"):], config)
 
 
@@ -240,8 +247,8 @@ def _run(config, output_dir, verbose, plan):
     return finish_run(model, backup, output_dir, "segmentation", config, results, curve, plan)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv=None, **parser_options):
+    parser = recipe_parser(__doc__, **parser_options)
     add_run_arguments(
         parser, "scenes", "runs/segmentation", preset="start from a preset (e.g. dpt_hybrid_ade, seg_tiny_mask)"
     )
@@ -256,8 +263,8 @@ def parse_args(argv=None):
     return config_from_args(args, CONFIG, SMOKE), args.output
 
 
-def main(argv=None):
-    return recipe_main(parse_args, run, argv)
+def main(argv=None, **parser_options):
+    return recipe_main(parse_args, run, argv, **parser_options)
 
 
 if __name__ == "__main__":

@@ -3,16 +3,17 @@
 The default (`--dataset digits`) trains a small ViT from scratch on the
 handwritten digits bundled with scikit-learn, so it needs no download; any
 tensorflow-datasets image-classification set works with `--dataset tfds:NAME`
-(e.g. `tfds:cifar10`). The run saves a preset directory, a JSON of the
+(e.g. `tfds:cifar10`), and an image-folder tree with `--dataset folder:PATH`
+(`PATH/train/<class>/<image>`, `PATH/test/<class>/<image>`). The run saves a preset directory, a JSON of the
 results, a training curve and a PNG of attention maps; killed at any moment,
 a rerun with the same `--output` resumes after the last finished epoch.
 
     python -m recipes.vit_classification                  # digits, ~1 minute on 2 cores
     python -m recipes.vit_classification --smoke          # a few steps, for CI
     python -m recipes.vit_classification --dataset tfds:cifar10 --image-size 32 --patch-size 4
+    python -m recipes.vit_classification --dataset folder:~/flowers --image-size 224 --patch-size 16
 """
 
-import argparse
 import os
 
 import keras
@@ -29,6 +30,7 @@ from recipes.common import dtype_policy
 from recipes.common import finish_run
 from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
+from recipes.common import recipe_parser
 from recipes.common import run_distributed
 from recipes.common import save_figure
 from recipes.common import small_backbone
@@ -60,15 +62,22 @@ SMOKE = {"epochs": 1, "num_layers": 1, "steps_per_epoch": 3}
 
 def load_data(config):
     """Returns `(train, test, num_classes, channels)`; train/test are (x, y) numpy pairs
-    for digits, `tf.data.Dataset`s for tfds."""
+    for digits, batched `tf.data.Dataset`s of raw [0, 255] images for tfds and folders."""
+    from recipes import folder_data
+
     dataset = config["dataset"]
     if dataset == "digits":
         train, test = load_digits(image_size=config["image_size"], seed=config["seed"])
         return train, test, 10, 1
     if dataset.startswith("tfds:"):
         return _load_tfds(dataset[len("tfds:"):], config)
+    folder = folder_data.parse(dataset)
+    if folder is not None:
+        train, test, class_names, channels = folder_data.classification(folder, config)
+        train, test = pipeline(train, test, config)
+        return train, test, len(class_names), channels
     raise ValueError(
-        f"dataset must be 'digits' or 'tfds:NAME'. Received: dataset={dataset!r}"
+        f"dataset must be 'digits', 'tfds:NAME' or 'folder:PATH'. Received: dataset={dataset!r}"
     )
 
 
@@ -88,11 +97,35 @@ def _load_tfds(name, config):
         # model's preprocessor normalises them inside fit/evaluate/predict.
         return tf.image.resize(tf.cast(image, "float32"), (size, size)), label
 
-    batch = config["batch_size"]
-    train = train.map(prepare).shuffle(10_000, seed=config["seed"]).batch(batch).prefetch(2)
-    test = test.map(prepare).batch(batch).prefetch(2)
+    train = train.shuffle(10_000, seed=config["seed"]).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    test = test.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    train, test = pipeline(train, test, config)
     channels = info.features["image"].shape[-1]
     return train, test, info.features["label"].num_classes, channels
+
+
+def pipeline(train, test, config):
+    """Batched, prefetched `(train, test)` from unbatched, shuffled
+    `(image, label)` sets of `image_size` float images: training images get
+    the Inception crop (a random crop of 5-100% of the area, aspect 3/4-4/3,
+    resized back; big_vision's `inception_crop` for ViT fine-tuning) and a
+    random horizontal flip, each in parallel."""
+    import tensorflow as tf
+
+    size = config["image_size"]
+
+    def augment(image, label):
+        begin, extent, _ = tf.image.sample_distorted_bounding_box(
+            tf.shape(image), tf.zeros((0, 0, 4)), area_range=(0.05, 1.0), aspect_ratio_range=(0.75, 4 / 3),
+            use_image_if_no_bounding_boxes=True,
+        )
+        channels = image.shape[-1]
+        image = tf.ensure_shape(tf.image.resize(tf.slice(image, begin, extent), (size, size)), (size, size, channels))
+        return tf.image.random_flip_left_right(image), label
+
+    batch = config["batch_size"]
+    train = train.map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(tf.data.AUTOTUNE)
+    return train, test.batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
 def build_model(config, num_classes, channels):
@@ -100,7 +133,7 @@ def build_model(config, num_classes, channels):
     backbone = small_backbone(config, dtype, channels=channels)
     # Raw inputs: the digits come in [0, 1], tfds photographs in [0, 255];
     # both map to [-1, 1].
-    scale = 1.0 if config["dataset"] == "digits" else 1.0 / 255.0
+    scale = 1.0 if config["dataset"] == "digits" else 1.0 / 255.0  # tfds and folders: [0, 255]
     preprocessor = keras_vit.ViTImagePreprocessor(
         config["image_size"], mean=0.5, std=0.5, scale=scale, name="preprocessor"
     )
@@ -187,8 +220,8 @@ def save_attention_png(model, images, labels, output_dir):
     return save_figure(figure, path, dpi=120)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv=None, **parser_options):
+    parser = recipe_parser(__doc__, **parser_options)
     add_run_arguments(parser, "digits", "runs/vit_classification")
     add_config_arguments(
         parser,
@@ -201,8 +234,8 @@ def parse_args(argv=None):
     return config_from_args(args, CONFIG, SMOKE), args.output
 
 
-def main(argv=None):
-    return recipe_main(parse_args, run, argv)
+def main(argv=None, **parser_options):
+    return recipe_main(parse_args, run, argv, **parser_options)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def test_segmenter_models_in_the_segmentation_recipe(tmp_path):
 
 def test_recipes_refuse_bad_arguments():
     config, _ = segmentation.parse_args(["--smoke", "--dataset", "voc"])
-    with pytest.raises(ValueError, match=r"dataset must be 'scenes' or 'tfds:NAME'.*'voc'"):
+    with pytest.raises(ValueError, match=r"dataset must be 'scenes', 'tfds:NAME' or 'folder:PATH'.*'voc'"):
         segmentation.load_data(config)
     with pytest.raises(ValueError, match=r"model must be one of .*'nope'"):
         segmentation.build_model({**config, "model": "nope"}, 4)

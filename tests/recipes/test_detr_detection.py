@@ -47,7 +47,7 @@ def test_smoke_run_writes_everything(tmp_path):
 
 def test_bad_dataset_name():
     config, _ = detr_detection.parse_args(["--smoke", "--dataset", "voc"])
-    with pytest.raises(ValueError, match=r"dataset must be 'shapes' or 'tfds:NAME'.*'voc'"):
+    with pytest.raises(ValueError, match=r"dataset must be 'shapes', 'tfds:NAME' or 'folder:PATH'.*'voc'"):
         detr_detection.load_data(config)
 
 
