@@ -129,7 +129,7 @@ def _measure(task, image_size, count):
 
         keras.utils.set_random_seed(0)
         model = _model(task, config, num_classes, channels)
-        cached = [(x, y) for x, y in train.take(10).as_numpy_iterator()]
+        cached = [(x, y) for x, y in train.repeat().take(10).as_numpy_iterator()]
         times = []
         for i, (x, y) in enumerate(cached):
             begin = time.perf_counter()

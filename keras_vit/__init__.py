@@ -1,35 +1,41 @@
 """keras_vit: vision transformers for Keras 3 on JAX, TensorFlow and PyTorch."""
 
-from keras_vit import callbacks
-from keras_vit import distribution
-from keras_vit import layers
-from keras_vit import ops
-from keras_vit.backbones.resnet_backbone import ResNetBackbone
-from keras_vit.backbones.vit_backbone import ViTBackbone
-from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
-from keras_vit.models.detr import DETR
-from keras_vit.models.dpt import DPTDepthEstimator
-from keras_vit.models.dpt import DPTImageSegmenter
-from keras_vit.models.segmenter import Segmenter
-from keras_vit.models.vit import ViT
-from keras_vit.presets import list_presets
-from keras_vit.presets import preset_cache_dir
+import os as _os
+import sys as _sys
+
 from keras_vit.version import __version__
 
-__all__ = [
-    "DETR",
-    "DPTDepthEstimator",
-    "DPTImageSegmenter",
-    "ResNetBackbone",
-    "Segmenter",
-    "ViT",
-    "ViTBackbone",
-    "ViTImagePreprocessor",
-    "__version__",
-    "callbacks",
-    "distribution",
-    "layers",
-    "list_presets",
-    "ops",
-    "preset_cache_dir",
-]
+
+def _started_as_the_command():
+    """True in a `keras-vit` or `python -m keras_vit.cli` process: there the
+    public names load on first use, so that `--help`, a usage error or
+    `--backend` (which must set KERAS_BACKEND before Keras is imported) do
+    not wait for Keras and its backend to import."""
+    argv = list(getattr(_sys, "orig_argv", None) or getattr(_sys, "argv", None) or [])
+    if any(_os.path.basename(a) in ("keras-vit", "keras-vit.exe") for a in argv[:2]):
+        return True
+    return any(a == "-m" and b == "keras_vit.cli" for a, b in zip(argv, argv[1:]))
+
+
+if _started_as_the_command():
+
+    def __getattr__(name):
+        if name.startswith("__"):
+            raise AttributeError(f"module 'keras_vit' has no attribute {name!r}")
+        import importlib
+
+        # import_module, not `from keras_vit import _api`: that form would
+        # look the name up on this module first and call __getattr__ again.
+        _api = importlib.import_module("keras_vit._api")
+
+        if name not in _api.__all__:
+            raise AttributeError(f"module 'keras_vit' has no attribute {name!r}")
+        globals().update({key: getattr(_api, key) for key in _api.__all__})
+        return globals()[name]
+
+else:
+    from keras_vit._api import *  # noqa: F401,F403
+    from keras_vit._api import __all__ as _public
+
+    __all__ = [*_public, "__version__"]
+    del _public

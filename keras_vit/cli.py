@@ -1,58 +1,228 @@
 """The `keras-vit` command.
 
-    keras-vit train [recipe options]   # the main job: a ViT on the bundled digits
-    keras-vit detect [recipe options]  # DETR on the generated shapes (or tfds:coco/2017)
-    keras-vit depth [recipe options]   # DPT depth on the generated scenes (or tfds:nyu_depth_v2)
-    keras-vit segment [recipe options] # DPT segmentation on the generated scenes (or tfds:scene_parse150)
-    keras-vit presets                  # list the presets
-    keras-vit convert SOURCE OUTPUT_DIR [--num-heads N] [--image-size S] [--num-classes K]
-        # SOURCE: a ViT or DETR preset name, a .npz/.safetensors/.pth/.bin file, or hf://org/name
+Usage: keras-vit [--backend {jax,tensorflow,torch}] COMMAND [options]
+
+The command-line parsing imports nothing heavy: `keras-vit`, `--help` and
+usage errors answer at once, and `--backend` sets `KERAS_BACKEND` before
+Keras is imported (the package's public names load on first use in this
+process; see `keras_vit/__init__.py`).
 """
 
+import difflib
+import importlib
+import importlib.util
+import os
 import sys
 
-RECIPES = {
-    "train": "recipes.vit_classification",
-    "detect": "recipes.detr_detection",
-    "depth": "recipes.dpt_depth",
-    "segment": "recipes.segmentation",
+PROG = "keras-vit"
+BACKENDS = ("jax", "tensorflow", "torch")
+# The pip extra that installs each backend.
+BACKEND_EXTRAS = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}
+
+# command: (recipe module or None, one line of help, examples)
+COMMANDS = {
+    "train": (
+        "recipes.vit_classification",
+        "train and evaluate a ViT classifier (bundled digits, tfds:NAME or folder:PATH)",
+        ["keras-vit train", "keras-vit train --epochs 5 --output runs/digits",
+         "keras-vit train --dataset folder:~/flowers --image-size 224 --patch-size 16"],
+    ),
+    "detect": (
+        "recipes.detr_detection",
+        "train and evaluate DETR (generated shapes, tfds:coco/2017 or a COCO folder)",
+        ["keras-vit detect --smoke", "keras-vit detect --dataset folder:~/coco --preset detr_r50 --image-size 800"],
+    ),
+    "depth": (
+        "recipes.dpt_depth",
+        "train and evaluate DPT depth (generated scenes, tfds:nyu_depth_v2 or image/depth folders)",
+        ["keras-vit depth", "keras-vit depth --dataset tfds:nyu_depth_v2 --preset dpt_hybrid_nyu --image-size 384"],
+    ),
+    "segment": (
+        "recipes.segmentation",
+        "train and evaluate DPT or Segmenter segmentation (scenes, tfds:scene_parse150 or image/mask folders)",
+        ["keras-vit segment --model segmenter", "keras-vit segment --dataset folder:~/masks --image-size 256"],
+    ),
+    "convert": (
+        None,
+        "convert a checkpoint (or fetch a preset) into a preset folder",
+        ["keras-vit convert vit_b16 ./vit_b16", "keras-vit convert ./ViT-B_16.npz ./vit_b16 --num-classes 10",
+         "keras-vit convert hf://google/vit-base-patch16-224 ./vit_hf"],
+    ),
+    "presets": (
+        None,
+        "list the presets (name, family, input size, weight source, description)",
+        ["keras-vit presets", "keras-vit presets --family vit"],
+    ),
 }
+
+
+def help_text():
+    width = max(len(c) for c in COMMANDS)
+    lines = [
+        f"usage: {PROG} [--backend {{{','.join(BACKENDS)}}}] COMMAND [options]",
+        "",
+        "Vision transformers for Keras 3: training recipes, checkpoint conversion and the preset list.",
+        "",
+        "commands:",
+        *[f"  {name:<{width}}  {summary}" for name, (_, summary, _) in COMMANDS.items()],
+        "",
+        "options:",
+        "  --backend NAME  the Keras backend for this run (sets KERAS_BACKEND; default: KERAS_BACKEND or Keras' own)",
+        "  -h, --help      this help; `keras-vit COMMAND --help` for a command's options",
+        "  --version       the version",
+        "",
+        "examples:",
+        *[f"  {COMMANDS[name][2][0]}" for name in COMMANDS],
+        f"  {PROG} --backend jax train --epochs 5",
+    ]
+    return "\n".join(lines)
+
+
+def _examples(command):
+    return "examples:\n" + "\n".join(f"  {line}" for line in COMMANDS[command][2])
+
+
+def usage_error(message):
+    """One line on stderr (and where to look), exit code 2: argparse's convention."""
+    print(f"{PROG}: error: {message}\nRun '{PROG} --help' for the commands.", file=sys.stderr)
+    return 2
+
+
+def _pop_backend(argv):
+    """`(backend or None, argv without --backend)`; ValueError for a missing or unknown name."""
+    backend, rest, i = None, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--backend" or arg.startswith("--backend="):
+            if "=" in arg:
+                value = arg.split("=", 1)[1]
+            elif i + 1 < len(argv):
+                value, i = argv[i + 1], i + 1
+            else:
+                raise ValueError(f"--backend needs a value, one of {', '.join(BACKENDS)}")
+            if value not in BACKENDS:
+                raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, not {value!r}")
+            backend = value
+        elif arg == "--":
+            rest.extend(argv[i:])
+            break
+        else:
+            rest.append(arg)
+        i += 1
+    return backend, rest
+
+
+def select_backend(backend):
+    """Sets KERAS_BACKEND (before Keras is imported) and checks that the
+    backend's package is installed; returns an error message or None."""
+    if backend is not None:
+        keras = sys.modules.get("keras")
+        if keras is not None and keras.backend.backend() != backend:
+            return (f"--backend {backend}: Keras is already imported with the {keras.backend.backend()} backend "
+                    f"in this process; run {PROG} as a command, or set KERAS_BACKEND={backend} before Python starts")
+        os.environ["KERAS_BACKEND"] = backend
+    chosen = os.environ.get("KERAS_BACKEND")
+    if chosen in BACKENDS and sys.modules.get("keras") is None and importlib.util.find_spec(chosen) is None:
+        return (f"the {chosen} backend is selected but {chosen} is not installed: "
+                f"pip install -e \".[{BACKEND_EXTRAS[chosen]}]\" (or choose another with --backend)")
+    return None
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv.pop(0) if argv else "train"
-    if command in RECIPES:
-        import importlib
-
-        from recipes import tfds_data
-
-        recipe = importlib.import_module(RECIPES[command]).main
-        try:
-            recipe(argv)
-        except (tfds_data.OfflineError, tfds_data.MissingTFDS) as error:
-            # Said plainly, without a traceback: what is missing and what to do.
-            print(f"keras-vit {command}: {error}", file=sys.stderr)
-            return 1
+    try:
+        backend, argv = _pop_backend(argv)
+    except ValueError as error:
+        return usage_error(str(error))
+    if not argv:
+        print(help_text(), file=sys.stderr)
+        return usage_error("a command is required")
+    command, argv = argv[0], argv[1:]
+    if command in ("-h", "--help", "help"):
+        print(help_text())
         return 0
-    if command == "presets":
-        from keras_vit.presets.registry import _FAMILIES
-        from keras_vit.presets.registry import list_presets
+    if command == "--version":
+        from keras_vit.version import __version__
 
-        for family in sorted(_FAMILIES):
-            for name in list_presets(family):
-                print(f"{name:18s} {family:16s} {_FAMILIES[family].presets[name]['description']}")
+        print(f"{PROG} {__version__}")
         return 0
-    if command == "convert":
-        return convert(argv)
-    print(__doc__)
-    return 0 if command in ("-h", "--help", "help") else 2
+    if command not in COMMANDS:
+        close = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        kind = "option" if command.startswith("-") else "command"
+        return usage_error(f"unknown {kind} '{command}'{hint}; commands: {', '.join(COMMANDS)}")
+    # TensorFlow's C++ information lines (CPU features) on every start; warnings stay.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    problem = select_backend(backend)
+    if problem:
+        return usage_error(problem)
+    module = COMMANDS[command][0]
+    options = {"prog": f"{PROG} {command}", "epilog": _examples(command)}
+    try:
+        if module is not None:
+            return _run_recipe(command, module, argv, options)
+        return {"convert": convert, "presets": presets}[command](argv, **options)
+    except SystemExit as exit_:  # argparse: a one-line message is printed, exit code 2
+        return exit_.code if isinstance(exit_.code, int) else 1
+
+
+def _run_recipe(command, module, argv, options):
+    from recipes import tfds_data
+
+    recipe = importlib.import_module(module).main
+    try:
+        recipe(argv, **options)
+    except (tfds_data.OfflineError, tfds_data.MissingTFDS) as error:
+        # Said plainly, without a traceback: what is missing and what to do.
+        print(f"{PROG} {command}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parser(prog, epilog, description):
+    import argparse
+
+    return argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def presets(argv, prog=f"{PROG} presets", epilog=None):
+    """Prints the preset table: name, family, input size, weight source, description."""
+    parser = _parser(prog, epilog, COMMANDS["presets"][1])
+    parser.add_argument("--family", default=None, help="only this family")
+    args = parser.parse_args(argv)
+    from keras_vit.presets import registry  # the package registers every family
+
+    families = sorted(registry._FAMILIES)
+    if args.family is not None and args.family not in families:
+        parser.error(f"--family must be one of {', '.join(families)}, not {args.family!r}")
+    rows = []
+    for family in families if args.family is None else [args.family]:
+        for name in registry.list_presets(family):
+            entry = registry._FAMILIES[family].presets[name]
+            rows.append((name, family, _input_size(entry), str(entry.get("source") or ""), entry["description"]))
+    header = ("name", "family", "input", "weights from", "description")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        print("  ".join(f"{str(value):<{widths[i]}}" for i, value in enumerate(row[:4])) + "  " + row[4])
+    return 0
+
+
+def _input_size(entry):
+    """The input size a preset's table entry gives (`HxW`), or ''."""
+    size = (entry.get("preprocessing") or {}).get("image_size") or entry.get("image_size")
+    if size is None and isinstance(entry.get("backbone"), dict):
+        size = entry["backbone"].get("image_shape", (None,))[:2]
+    if isinstance(size, int):
+        return f"{size}x{size}"
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return f"{size[0]}x{size[1]}"
+    return ""
 
 
 def _is_detr(source):
     """A DETR preset name or a DETR checkpoint file (told apart by its tensor names)."""
-    import os
-
     from keras_vit.presets.detr_presets import DETR_PRESETS
 
     if source in DETR_PRESETS:
@@ -69,12 +239,10 @@ def _is_detr(source):
     return True
 
 
-def convert(argv):
+def convert(argv, prog=f"{PROG} convert", epilog=None):
     """Converts a checkpoint (or fetches a preset) and writes a preset directory."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="keras-vit convert")
-    parser.add_argument("source", help="preset name, checkpoint file or hf://org/name")
+    parser = _parser(prog, epilog, COMMANDS["convert"][1])
+    parser.add_argument("source", help="preset name, checkpoint file (.npz, .safetensors, .pth, .bin) or hf://org/name")
     parser.add_argument("output_dir")
     parser.add_argument("--num-heads", type=int, default=None, help="for timm files of non-standard width")
     parser.add_argument("--image-size", type=int, default=None)

@@ -1,32 +1,116 @@
-"""The `keras-vit` command: every preset listed, every recipe reachable,
-unknown commands refused."""
+"""The `keras-vit` command as a new user tries it: the help, no command, an
+unknown or misspelt command, bad options (one line, exit code 2, no
+traceback), every recipe reachable under its own `keras-vit COMMAND` usage
+line, `--backend`, and the preset table."""
 
+import os
+import subprocess
+import sys
+
+import keras
 import pytest
 
 import keras_vit
 from keras_vit import cli
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-def test_presets_lists_every_family(capsys):
+
+def test_presets_prints_one_row_per_preset(capsys):
     assert cli.main(["presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == [
+    assert lines[0].split()[:3] == ["name", "family", "input"]
+    assert [line.split()[0] for line in lines[1:]] == [
         name
         for family in ("detr", "dpt_depth", "dpt_segmentation", "segmenter", "vit")
         for name in keras_vit.list_presets(family)
     ]
-    assert sorted(line.split()[0] for line in lines) == keras_vit.list_presets()
+    vit_b16 = next(line for line in lines if line.startswith("vit_b16 "))
+    assert vit_b16.split()[1:4] == ["vit", "224x224", "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k"]
+    assert cli.main(["presets", "--family", "segmenter"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == keras_vit.list_presets("segmenter")
+    assert cli.main(["presets", "--family", "vitt"]) == 2
+    assert "--family must be one of detr, dpt_depth, dpt_segmentation, segmenter, vit, not 'vitt'" in (
+        capsys.readouterr().err
+    )
 
 
-@pytest.mark.parametrize("command", sorted(cli.RECIPES))
+@pytest.mark.parametrize("command", ["train", "detect", "depth", "segment"])
 def test_each_recipe_command_reaches_its_recipe(command, capsys):
-    # A bad option is refused by the recipe's own parser (argparse: exit code 2).
-    with pytest.raises(SystemExit) as error:
-        cli.main([command, "--epochs", "0"])
-    assert error.value.code == 2
-    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+    # A bad option is refused by the recipe's own parser: one line, exit code 2.
+    assert cli.main([command, "--epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"usage: keras-vit {command} " in err
+    assert f"keras-vit {command}: error: argument --epochs: expected a positive integer, got '0'" in err
+    assert "Traceback" not in err
+    assert cli.main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: keras-vit {command} ") and "examples:\n  keras-vit " in out
 
 
-def test_unknown_command(capsys):
+def test_no_command_unknown_commands_and_bad_global_options(capsys):
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: keras-vit [--backend {jax,tensorflow,torch}] COMMAND")
+    assert "keras-vit: error: a command is required" in err
     assert cli.main(["nope"]) == 2
-    assert "keras-vit segment" in capsys.readouterr().out
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "keras-vit: error: unknown command 'nope'; commands: train, detect, depth, segment, convert, presets"
+    )
+    assert cli.main(["trian"]) == 2
+    assert "unknown command 'trian' (did you mean 'train'?)" in capsys.readouterr().err
+    assert cli.main(["--epochs", "3"]) == 2
+    assert "unknown option '--epochs'" in capsys.readouterr().err
+    assert cli.main(["--backend", "mxnet", "train"]) == 2
+    assert "--backend must be one of jax, tensorflow, torch, not 'mxnet'" in capsys.readouterr().err
+    assert cli.main(["train", "--backend"]) == 2
+    assert "--backend needs a value" in capsys.readouterr().err
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in cli.COMMANDS:
+        assert f"\n  {command} " in out
+    assert cli.main(["convert"]) == 2
+    assert "keras-vit convert: error: the following arguments are required: source, output_dir" in (
+        capsys.readouterr().err
+    )
+
+
+def test_backend_option_refuses_a_second_backend_in_one_process(capsys):
+    other = "torch" if keras.backend.backend() != "torch" else "jax"
+    assert cli.main(["--backend", other, "presets"]) == 2
+    assert f"Keras is already imported with the {keras.backend.backend()} backend" in capsys.readouterr().err
+
+
+def test_a_backend_that_is_not_installed_is_named_with_its_extra(monkeypatch, capsys):
+    import importlib.util
+
+    monkeypatch.setitem(sys.modules, "keras", None)  # as before Keras is imported
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert cli.select_backend(None) == (
+        "the jax backend is selected but jax is not installed: pip install -e \".[jax]\" (or choose another with "
+        "--backend)"
+    )
+
+
+def _imports(*args, backend):
+    """The modules a `python -m keras_vit.cli ARGS` process imports (`-X importtime`)."""
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    process = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "keras_vit.cli", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    modules = {line.split("|")[-1].strip() for line in process.stderr.splitlines() if line.startswith("import time:")}
+    return process.returncode, modules, process
+
+
+def test_help_and_usage_errors_import_no_keras_and_backend_selects_before_keras():
+    for args, expected in ((["--help"], 0), ([], 2), (["nope"], 2)):
+        code, modules, _ = _imports(*args, backend=keras.backend.backend())
+        assert code == expected, args
+        assert not {"keras", "tensorflow", "jax", "torch"} & modules, args
+    other = "torch" if keras.backend.backend() != "torch" else "jax"
+    code, modules, process = _imports("--backend", other, "train", "--epochs", "0", backend=keras.backend.backend())
+    assert code == 2 and "expected a positive integer" in process.stderr
+    assert f"keras.src.backend.{other}" in modules
