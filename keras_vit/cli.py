@@ -16,8 +16,6 @@ import sys
 
 PROG = "keras-vit"
 BACKENDS = ("jax", "tensorflow", "torch")
-# The pip extra that installs each backend.
-BACKEND_EXTRAS = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}
 
 # command: (recipe module or None, one line of help, examples)
 COMMANDS = {
@@ -124,7 +122,7 @@ def select_backend(backend):
     chosen = os.environ.get("KERAS_BACKEND")
     if chosen in BACKENDS and sys.modules.get("keras") is None and importlib.util.find_spec(chosen) is None:
         return (f"the {chosen} backend is selected but {chosen} is not installed: "
-                f"pip install -e \".[{BACKEND_EXTRAS[chosen]}]\" (or choose another with --backend)")
+                f"pip install -e \".[{chosen}]\" (or choose another with --backend)")
     return None
 
 
@@ -179,7 +177,9 @@ def _run_recipe(command, module, argv, options):
     return 0
 
 
-def _parser(prog, epilog, description):
+def command_parser(prog, description, epilog=None):
+    """The `argparse` parser of a `keras-vit` command (the recipes' too):
+    `epilog` (its examples) printed as written."""
     import argparse
 
     return argparse.ArgumentParser(
@@ -189,7 +189,7 @@ def _parser(prog, epilog, description):
 
 def presets(argv, prog=f"{PROG} presets", epilog=None):
     """Prints the preset table: name, family, input size, weight source, description."""
-    parser = _parser(prog, epilog, COMMANDS["presets"][1])
+    parser = command_parser(prog, COMMANDS["presets"][1], epilog)
     parser.add_argument("--family", default=None, help="only this family")
     args = parser.parse_args(argv)
     from keras_vit.presets import registry  # the package registers every family
@@ -241,7 +241,7 @@ def _is_detr(source):
 
 def convert(argv, prog=f"{PROG} convert", epilog=None):
     """Converts a checkpoint (or fetches a preset) and writes a preset directory."""
-    parser = _parser(prog, epilog, COMMANDS["convert"][1])
+    parser = command_parser(prog, COMMANDS["convert"][1], epilog)
     parser.add_argument("source", help="preset name, checkpoint file (.npz, .safetensors, .pth, .bin) or hf://org/name")
     parser.add_argument("output_dir")
     parser.add_argument("--num-heads", type=int, default=None, help="for timm files of non-standard width")

@@ -214,9 +214,9 @@ def finish_run(model, backup, output_dir, recipe, config, results, curve, plan=N
 def recipe_parser(doc, prog=None, epilog=None):
     """A recipe's `argparse` parser: its docstring's first paragraph as the
     description; `prog` and `epilog` (examples) as `keras-vit` gives them."""
-    return argparse.ArgumentParser(
-        prog=prog, description=doc.split("\n\n")[0], epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from keras_vit.cli import command_parser
+
+    return command_parser(prog, doc.split("\n\n")[0], epilog)
 
 
 def recipe_main(parse_args, run, argv=None, hidden=("history", "evaluations", "loss"), **parser_options):
