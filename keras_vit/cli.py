@@ -40,11 +40,24 @@ COMMANDS = {
         "train and evaluate DPT or Segmenter segmentation (scenes, tfds:scene_parse150 or image/mask folders)",
         ["keras-vit segment --model segmenter", "keras-vit segment --dataset folder:~/masks --image-size 256"],
     ),
+    "predict": (
+        None,
+        "run a preset on images or a folder: predictions.json and a picture per image",
+        ["keras-vit predict runs/digits/preset digit.png", "keras-vit predict vit_b16 photos/ --output predictions",
+         "keras-vit predict runs/detr/preset street.jpg --threshold 0.7 --class-names names.txt"],
+    ),
     "convert": (
         None,
         "convert a checkpoint (or fetch a preset) into a preset folder",
         ["keras-vit convert vit_b16 ./vit_b16", "keras-vit convert ./ViT-B_16.npz ./vit_b16 --num-classes 10",
          "keras-vit convert hf://google/vit-base-patch16-224 ./vit_hf"],
+    ),
+    "export": (
+        None,
+        "export a preset (a name or a folder) to ONNX or a TensorFlow SavedModel, checked against Keras",
+        ["keras-vit export vit_b16 vit_b16.onnx --format onnx",
+         "keras-vit --backend jax export runs/digits/preset digits_saved_model",
+         "keras-vit export runs/detr/preset detr.onnx --format onnx --image-size 800 1088 --batch-size 1"],
     ),
     "presets": (
         None,
@@ -59,7 +72,7 @@ def help_text():
     lines = [
         f"usage: {PROG} [--backend {{{','.join(BACKENDS)}}}] COMMAND [options]",
         "",
-        "Vision transformers for Keras 3: training recipes, checkpoint conversion and the preset list.",
+        "Vision transformers for Keras 3: training recipes, checkpoint conversion, export and the preset list.",
         "",
         "commands:",
         *[f"  {name:<{width}}  {summary}" for name, (_, summary, _) in COMMANDS.items()],
@@ -159,7 +172,7 @@ def main(argv=None):
     try:
         if module is not None:
             return _run_recipe(command, module, argv, options)
-        return {"convert": convert, "presets": presets}[command](argv, **options)
+        return {"convert": convert, "export": export, "predict": predict, "presets": presets}[command](argv, **options)
     except SystemExit as exit_:  # argparse: a one-line message is printed, exit code 2
         return exit_.code if isinstance(exit_.code, int) else 1
 
@@ -268,6 +281,97 @@ def convert(argv, prog=f"{PROG} convert", epilog=None):
     )
     model.save_to_preset(args.output_dir, metadata={"converted_from": args.source})
     print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")
+    return 0
+
+
+def predict(argv, prog=f"{PROG} predict", epilog=None):
+    """Loads a preset (any family) and writes predictions for image files (`keras_vit.prediction`)."""
+    parser = command_parser(prog, COMMANDS["predict"][1], epilog)
+    parser.add_argument("source", help="a preset name (keras-vit presets) or a preset folder (a recipe's preset/)")
+    parser.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    parser.add_argument("--output", default="predictions", help="the folder to write (default: predictions)")
+    parser.add_argument("--class-names", default=None, metavar="FILE",
+                        help="a text file with one class name per line (default: the preset's, if it has them)")
+    parser.add_argument("--top-k", type=int, default=5, help="classes kept per image (ViT; default 5)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="DETR's score threshold (default 0.5)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="DETR: the working size's shorter side (default: the recipe's size, or 800)")
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top-k must be a positive int, not {args.top_k}")
+    if not 0.0 <= args.threshold <= 1.0:
+        parser.error(f"--threshold must be in [0, 1], not {args.threshold}")
+    if args.image_size is not None and args.image_size < 1:
+        parser.error(f"--image-size must be a positive int, not {args.image_size}")
+    metadata = _preset_metadata(args.source)
+    class_names = metadata.get("class_names")
+    if args.class_names is not None:
+        if not os.path.isfile(args.class_names):
+            parser.error(f"--class-names: no file {args.class_names!r}")
+        with open(args.class_names, encoding="utf-8") as f:
+            class_names = [line.strip() for line in f if line.strip()]
+    # A recipe's DETR trains at its own size (shorter side and longer side at most image_size).
+    recipe_size = (metadata.get("config") or {}).get("image_size") if metadata.get("recipe") == "detr_detection" else None
+    size = args.image_size or recipe_size
+    from keras_vit.models.task import Task
+    from keras_vit.prediction import predict_files
+
+    model = Task.from_preset(args.source)
+    try:
+        results = predict_files(
+            model, args.images, args.output, class_names=class_names, top_k=args.top_k,
+            score_threshold=args.threshold, image_size=size, max_size=recipe_size if size == recipe_size else None,
+        )
+    except ValueError as error:  # an unreadable image or an empty folder: named in the message
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {os.path.join(args.output, 'predictions.json')} and {len(results['images'])} picture(s) "
+          f"({results['task']})")
+    return 0
+
+
+def _preset_metadata(source):
+    """A preset folder's metadata.json (a recipe's holds its config), or {}."""
+    import json
+
+    path = os.path.join(os.path.expanduser(source), "metadata.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def export(argv, prog=f"{PROG} export", epilog=None):
+    """Loads a preset (any family) and writes it with `Task.export`."""
+    parser = command_parser(prog, COMMANDS["export"][1], epilog)
+    parser.add_argument("source", help="a preset name (keras-vit presets) or a preset folder (a recipe's preset/)")
+    parser.add_argument("output", help="the ONNX file or the SavedModel folder to write")
+    parser.add_argument("--format", default="onnx", choices=["onnx", "tf_saved_model"])
+    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="SIZE",
+                        help="H [W] to export at: required for DETR; default: the preset's input size")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="a fixed batch size (default: dynamic)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip running the artifact against the Keras model before it is kept")
+    args = parser.parse_args(argv)
+    if args.image_size is not None and len(args.image_size) not in (1, 2):
+        parser.error(f"--image-size takes H or H W, not {len(args.image_size)} values")
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be a positive int, not {args.batch_size}")
+    size = None if args.image_size is None else tuple(args.image_size * (3 - len(args.image_size)))[:2]
+    from keras_vit.export import export_task
+    from keras_vit.models.task import Task
+
+    model = Task.from_preset(args.source)
+    print(f"exporting {type(model).__name__} ({model.count_params():,} parameters) to {args.format} ...", flush=True)
+    try:
+        export_task(model, args.output, format=args.format, image_size=size, batch_size=args.batch_size,
+                    verify=not args.no_verify, verbose=False)
+    except (NotImplementedError, RuntimeError, ValueError, ImportError) as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1
+    checked = "" if args.no_verify else ", checked against the Keras model with onnxruntime/TensorFlow"
+    print(f"wrote {args.output}{checked}")
     return 0
 
 

@@ -178,12 +178,13 @@ def add_run_arguments(parser, dataset, output, preset=None):
     )
 
 
-def finish_run(model, backup, output_dir, recipe, config, results, curve, plan=None):
+def finish_run(model, backup, output_dir, recipe, config, results, curve, plan=None, class_names=None):
     """The end of a crash-safe recipe run: saves the preset, completes
     `results` with the run's facts (backend, the whole run's training seconds
     and epochs also after a resume, parameters, history), writes the
     training curve (`curve`, a figure) and results.json, atomically, and only
-    then deletes the backup. Returns the results."""
+    then deletes the backup; `class_names` go into the preset's metadata
+    (`keras-vit predict` labels with them). Returns the results."""
     from keras_vit.utils.files import write_json_atomically
 
     if plan is not None:
@@ -193,7 +194,10 @@ def finish_run(model, backup, output_dir, recipe, config, results, curve, plan=N
 
             plt.close(curve)
             return results
-    model.save_to_preset(os.path.join(output_dir, "preset"), metadata={"recipe": recipe, "config": config})
+    metadata = {"recipe": recipe, "config": config}
+    if class_names is not None:  # read by keras-vit predict
+        metadata["class_names"] = [str(name) for name in class_names]
+    model.save_to_preset(os.path.join(output_dir, "preset"), metadata=metadata)
     results = {
         "dataset": config["dataset"],
         "backend": keras.backend.backend(),

@@ -275,7 +275,7 @@ def _run(config, output_dir, verbose, plan):
     if isinstance(test, tuple):
         results["detections_png"] = save_detections_png(test, predictions, class_names, output_dir)
     curve = training_curve_figure(backup.history, ("loss",), ("AP50", "AP"), "held-out COCO AP", evaluation.history)
-    return finish_run(model, backup, output_dir, "detr_detection", config, results, curve, plan)
+    return finish_run(model, backup, output_dir, "detr_detection", config, results, curve, plan, class_names)
 
 
 def save_detections_png(test, predictions, class_names, output_dir, count=8):

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_vit.backend.gelu import gelu
 from keras_vit.utils.validation import check_pair
 from keras_vit.utils.validation import check_positive_int
 
@@ -82,7 +83,7 @@ class DPTReassemble(keras.layers.Layer):
             patches = patches + class_token
         elif self.readout == "project":
             readout = ops.broadcast_to(class_token, ops.shape(patches))
-            patches = ops.gelu(self.readout_projection(ops.concatenate([patches, readout], axis=-1)), approximate=False)
+            patches = gelu(self.readout_projection(ops.concatenate([patches, readout], axis=-1)), approximate=False)
         x = ops.reshape(patches, (-1, height, width, patches.shape[-1]))
         x = self.projection(x)
         if self.factor == 0.5:

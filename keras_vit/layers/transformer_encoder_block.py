@@ -1,5 +1,6 @@
 import keras
 
+from keras_vit.backend.gelu import gelu
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.layer_scale import LayerScale
 from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
@@ -146,7 +147,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         x = tokens + self.drop_path(self._scale(self.layer_scale1, y), training=training)
 
         y = self.fc1(self.norm2(x))
-        y = keras.activations.gelu(y, approximate=self.gelu_approximate)
+        y = gelu(y, approximate=self.gelu_approximate)  # exportable to ONNX from every backend
         y = self.dropout(y, training=training)
         y = self.dropout(self.fc2(y), training=training)
         x = x + self.drop_path(self._scale(self.layer_scale2, y), training=training)

@@ -74,7 +74,10 @@ def image_sizes_from_mask(pixel_mask):
 
 def _nearest_indices(out_size, in_size):
     # torch's interpolate(mode="nearest"): source index floor(i * in / out).
-    return ops.cast(ops.floor(ops.arange(out_size, dtype="float32") * (in_size / out_size)), "int32")
+    # Sizes are tensors when TensorFlow traces a batch of unknown height and
+    # width (int32 / int32 is float64 there): the ratio is made float32 first.
+    ratio = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+    return ops.cast(ops.floor(ops.arange(out_size, dtype="float32") * ratio), "int32")
 
 
 def _replica_mean(value):

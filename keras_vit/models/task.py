@@ -177,6 +177,32 @@ class Task:
         with variables_kept_on_failure(self):
             return super().evaluate(x, y, *args, **kwargs)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, image_size=None, batch_size=None, verify=True):
+        """Writes the model for serving: a TensorFlow SavedModel
+        (`format="tf_saved_model"`) or an ONNX file (`format="onnx"`) that
+        takes raw images, as `predict` does, with a dynamic batch (see
+        `keras_vit.export`: inputs, outputs, what each backend can write).
+
+        Args:
+            filepath: the directory (SavedModel) or file (ONNX) to write,
+                atomically.
+            format: `"tf_saved_model"` or `"onnx"`.
+            verbose: Keras' export message.
+            image_size: `(H, W)` to export at: required for DETR, otherwise
+                the preprocessor's size.
+            batch_size: None (the default) for a dynamic batch, or a fixed
+                batch size.
+            verify: run the artifact outside Keras (onnxruntime;
+                TensorFlow for a SavedModel) and keep it only if it equals
+                the model within 1e-4.
+        """
+        from keras_vit.export import export_task
+
+        return export_task(
+            self, filepath, format=format, image_size=image_size, batch_size=batch_size, verify=verify,
+            verbose=verbose,
+        )
+
     def predict(self, x, batch_size=None, *args, **kwargs):
         self._check_weights_present()
         self.check_raw_inputs(x)
