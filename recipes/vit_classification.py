@@ -61,14 +61,16 @@ SMOKE = {"epochs": 1, "num_layers": 1, "steps_per_epoch": 3}
 
 
 def load_data(config):
-    """Returns `(train, test, num_classes, channels)`; train/test are (x, y) numpy pairs
-    for digits, batched `tf.data.Dataset`s of raw [0, 255] images for tfds and folders."""
+    """Returns `(train, test, num_classes, channels)` of raw [0, 255] images:
+    train/test are (x, y) numpy pairs for digits, batched `tf.data.Dataset`s
+    for tfds and folders."""
     from recipes import folder_data
 
     dataset = config["dataset"]
     if dataset == "digits":
-        train, test = load_digits(image_size=config["image_size"], seed=config["seed"])
-        return train, test, 10, 1
+        (x, y), (x_test, y_test) = load_digits(image_size=config["image_size"], seed=config["seed"])
+        # Raw pixels in [0, 255], as every preset takes them (keras-vit predict reads image files).
+        return (x * 255.0, y), (x_test * 255.0, y_test), 10, 1
     if dataset.startswith("tfds:"):
         return _load_tfds(dataset[len("tfds:"):], config)
     folder = folder_data.parse(dataset)
@@ -131,11 +133,9 @@ def pipeline(train, test, config):
 def build_model(config, num_classes, channels):
     dtype = dtype_policy(config)
     backbone = small_backbone(config, dtype, channels=channels)
-    # Raw inputs: the digits come in [0, 1], tfds photographs in [0, 255];
-    # both map to [-1, 1].
-    scale = 1.0 if config["dataset"] == "digits" else 1.0 / 255.0  # tfds and folders: [0, 255]
+    # Raw inputs in [0, 255] (digits, tfds and folders) map to [-1, 1].
     preprocessor = keras_vit.ViTImagePreprocessor(
-        config["image_size"], mean=0.5, std=0.5, scale=scale, name="preprocessor"
+        config["image_size"], mean=0.5, std=0.5, scale=1.0 / 255.0, name="preprocessor"
     )
     return keras_vit.ViT(backbone, num_classes=num_classes, preprocessor=preprocessor, dtype=dtype)
 
