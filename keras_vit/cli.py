@@ -61,8 +61,8 @@ COMMANDS = {
     ),
     "presets": (
         None,
-        "list the presets (name, family, input size, weight source, description)",
-        ["keras-vit presets", "keras-vit presets --family vit"],
+        "list the presets: family, parameters, input size, weights' source, published score (--long: description)",
+        ["keras-vit presets", "keras-vit presets --family vit", "keras-vit presets --long"],
     ),
 }
 
@@ -201,25 +201,45 @@ def command_parser(prog, description, epilog=None):
 
 
 def presets(argv, prog=f"{PROG} presets", epilog=None):
-    """Prints the preset table: name, family, input size, weight source, description."""
+    """Prints the preset table: name, family, parameters, input size, weights' source, published score
+    (keras_vit.presets.published) and, with --long, the description."""
     parser = command_parser(prog, COMMANDS["presets"][1], epilog)
     parser.add_argument("--family", default=None, help="only this family")
+    parser.add_argument("--long", action="store_true", help="also each preset's description")
     args = parser.parse_args(argv)
     from keras_vit.presets import registry  # the package registers every family
 
     families = sorted(registry._FAMILIES)
     if args.family is not None and args.family not in families:
         parser.error(f"--family must be one of {', '.join(families)}, not {args.family!r}")
+    from keras_vit.presets.published import PARAMETERS
+    from keras_vit.presets.published import PUBLISHED
+    from keras_vit.presets.published import parameters_text
+
     rows = []
     for family in families if args.family is None else [args.family]:
         for name in registry.list_presets(family):
             entry = registry._FAMILIES[family].presets[name]
-            rows.append((name, family, _input_size(entry), str(entry.get("source") or ""), entry["description"]))
-    header = ("name", "family", "input", "weights from", "description")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
+            score = PUBLISHED[name][0] or "-"
+            rows.append((name, family, parameters_text(PARAMETERS[name]), _input_size(entry), _weights_from(entry),
+                         score, entry["description"]))
+    header = ("name", "family", "params", "input", "weights from", "published", "description")
+    if args.long:
+        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(6)]
+        for row in [header, *rows]:
+            print("  ".join(f"{str(value):<{widths[i]}}" for i, value in enumerate(row[:6])) + "  " + row[6])
+        return 0
+    columns = (0, 1, 2, 3, 4, 5)  # and the description with --long
+    widths = {i: max(len(str(row[i])) for row in [header, *rows]) for i in columns}
     for row in [header, *rows]:
-        print("  ".join(f"{str(value):<{widths[i]}}" for i, value in enumerate(row[:4])) + "  " + row[4])
+        print("  ".join(f"{str(row[i]):<{widths[i]}}" for i in columns).rstrip())
     return 0
+
+
+def _weights_from(entry):
+    """Where a preset's weights come from: a hub repo or the original release's file."""
+    source = entry.get("source") or entry.get("original") or entry.get("official") or ""
+    return str(source)
 
 
 def _input_size(entry):
@@ -227,6 +247,8 @@ def _input_size(entry):
     size = (entry.get("preprocessing") or {}).get("image_size") or entry.get("image_size")
     if size is None and isinstance(entry.get("backbone"), dict):
         size = entry["backbone"].get("image_shape", (None,))[:2]
+    if size is None and "depth" in entry:  # DETR: any size (COCO: shorter side 800, longer at most 1333)
+        return "any"
     if isinstance(size, int):
         return f"{size}x{size}"
     if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):

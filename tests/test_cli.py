@@ -19,14 +19,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_presets_prints_one_row_per_preset(capsys):
     assert cli.main(["presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["name", "family", "input"]
+    assert lines[0].split() == ["name", "family", "params", "input", "weights", "from", "published"]
     assert [line.split()[0] for line in lines[1:]] == [
         name
         for family in ("detr", "dpt_depth", "dpt_segmentation", "segmenter", "vit")
         for name in keras_vit.list_presets(family)
     ]
     vit_b16 = next(line for line in lines if line.startswith("vit_b16 "))
-    assert vit_b16.split()[1:4] == ["vit", "224x224", "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k"]
+    assert vit_b16.split() == [
+        "vit_b16", "vit", "86.6M", "224x224", "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k", "ImageNet", "top-1",
+        "85.11",
+    ]
+    detr_r50 = next(line for line in lines if line.startswith("detr_r50 "))
+    assert detr_r50.split() == ["detr_r50", "detr", "41.6M", "any", "detr-r50-e632da11.pth", "COCO", "box", "AP", "42.0"]
+    assert cli.main(["presets", "--long", "--family", "vit"]) == 0
+    long_b16 = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("vit_b16 "))
+    assert long_b16.endswith("ViT-B/16, ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 224 (AugReg2).")
     assert cli.main(["presets", "--family", "segmenter"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [row.split()[0] for row in rows] == keras_vit.list_presets("segmenter")

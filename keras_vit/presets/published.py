@@ -1,0 +1,92 @@
+"""What each preset is known to score, and its size: the `keras-vit presets` table.
+
+`PARAMETERS` are `model.count_params()` of each preset's keras_vit model
+(tested in tests/presets/test_published.py; for ViT also equal to timm's
+counts in test_vit_presets.py). Keras counts every weight, so DETR's count
+includes its ResNet's frozen batch-norm statistics (about 0.1M), which
+torch's `parameters()` leaves out (DETR's 41.5M). `PUBLISHED` quotes the score of the released
+weights, with where it comes from; keras_vit has not re-measured them (the
+datasets cannot be downloaded here).
+
+- ViT, DeiT and the hybrids: ImageNet-1k validation top-1 of the same timm
+  weights at the preset's resolution, from timm's `results/results-imagenet.csv`
+  (commit aa4b585). ViT-H/14 (orig_in21k) has no ImageNet-1k head, so no score.
+- DETR: COCO val2017 box AP from the DETR repository's README.
+- DPT: the DPT repository's `EVALUATION.md` (KITTI, NYUv2) and the paper's
+  ADE20K table (DPT-Hybrid 49.02 mIoU; DPT-Large 47.63). The MiDaS 3.0
+  relative-depth models have no single score (zero-shot tables per dataset).
+- Segmenter: ADE20K validation mIoU, single scale, from the Segmenter
+  repository's README.
+"""
+
+PARAMETERS = {
+    "detr_r101": 60_675_360,
+    "detr_r101_dc5": 60_675_360,
+    "detr_r50": 41_631_008,
+    "detr_r50_dc5": 41_631_008,
+    "dpt_hybrid": 122_377_985,
+    "dpt_hybrid_kitti": 122_377_985,
+    "dpt_hybrid_nyu": 122_377_985,
+    "dpt_large": 343_030_465,
+    "dpt_hybrid_ade": 123_565_932,
+    "dpt_large_ade": 344_301_356,
+    "seg_base_8_linear": 88_466_838,
+    "seg_base_mask": 102_497_580,
+    "seg_large_mask": 333_234_476,
+    "seg_small_mask": 26_033_964,
+    "seg_tiny_mask": 6_713_388,
+    "deit_b16": 86_567_656,
+    "deit_s16": 22_050_664,
+    "deit_ti16": 5_717_416,
+    "r26_vit_s32": 36_431_912,
+    "r50_vit_b16": 98_950_952,
+    "r_vit_ti16": 6_337_704,
+    "vit_b16": 86_567_656,
+    "vit_b32": 88_224_232,
+    "vit_b8": 86_576_872,
+    "vit_h14": 632_045_800,
+    "vit_l16": 304_326_632,
+    "vit_l32": 306_632_680,
+    "vit_s16": 22_050_664,
+    "vit_s32": 22_878_952,
+    "vit_ti16": 5_717_416,
+}
+
+_TIMM = "timm results-imagenet.csv"
+PUBLISHED = {
+    "vit_ti16": ("ImageNet top-1 75.45", _TIMM),
+    "vit_s16": ("ImageNet top-1 81.40", _TIMM),
+    "vit_s32": ("ImageNet top-1 76.01", _TIMM),
+    "vit_b8": ("ImageNet top-1 86.25", _TIMM),
+    "vit_b16": ("ImageNet top-1 85.11", _TIMM),
+    "vit_b32": ("ImageNet top-1 80.73", _TIMM),
+    "vit_l16": ("ImageNet top-1 85.86", _TIMM),
+    "vit_l32": ("ImageNet top-1 81.51", _TIMM),
+    "vit_h14": ("", "no ImageNet-1k head in the release"),
+    "deit_ti16": ("ImageNet top-1 72.19", _TIMM),
+    "deit_s16": ("ImageNet top-1 79.86", _TIMM),
+    "deit_b16": ("ImageNet top-1 81.98", _TIMM),
+    "r50_vit_b16": ("ImageNet top-1 84.99", _TIMM),
+    "r26_vit_s32": ("ImageNet top-1 81.86", _TIMM),
+    "r_vit_ti16": ("ImageNet top-1 71.80", _TIMM),
+    "detr_r50": ("COCO box AP 42.0", "DETR README"),
+    "detr_r50_dc5": ("COCO box AP 43.3", "DETR README"),
+    "detr_r101": ("COCO box AP 43.5", "DETR README"),
+    "detr_r101_dc5": ("COCO box AP 44.9", "DETR README"),
+    "dpt_hybrid": ("", "MiDaS 3.0 relative depth: zero-shot tables per dataset"),
+    "dpt_large": ("", "MiDaS 3.0 relative depth: zero-shot tables per dataset"),
+    "dpt_hybrid_kitti": ("KITTI AbsRel 0.062, delta1 0.959", "DPT EVALUATION.md"),
+    "dpt_hybrid_nyu": ("NYUv2 AbsRel 0.109, delta1 0.904", "DPT EVALUATION.md"),
+    "dpt_hybrid_ade": ("ADE20K mIoU 49.02", "DPT paper"),
+    "dpt_large_ade": ("ADE20K mIoU 47.63", "DPT paper"),
+    "seg_tiny_mask": ("ADE20K mIoU 38.1", "Segmenter README"),
+    "seg_small_mask": ("ADE20K mIoU 45.3", "Segmenter README"),
+    "seg_base_mask": ("ADE20K mIoU 48.5", "Segmenter README"),
+    "seg_base_8_linear": ("ADE20K mIoU 49.5", "Segmenter README"),
+    "seg_large_mask": ("ADE20K mIoU 51.8", "Segmenter README"),
+}
+
+
+def parameters_text(count):
+    """`86.6M`: a count in millions, one decimal."""
+    return f"{count / 1e6:.1f}M"

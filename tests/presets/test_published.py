@@ -1,0 +1,41 @@
+"""The preset table's sizes and scores (`keras-vit presets`): every preset
+has a parameter count and a published score (or the reason it has none), and
+each count equals `count_params()` of the model the preset builds. The
+counts do not depend on the backend: checked in the torch tier, where
+building full-size models is quickest."""
+
+import gc
+
+import keras
+import pytest
+
+from keras_vit.models.task import Task
+from keras_vit.presets import registry
+from keras_vit.presets.published import PARAMETERS
+from keras_vit.presets.published import PUBLISHED
+
+ALL = sorted(name for family in registry.families() for name in registry.list_presets(family))
+# The slow tier: over 200M parameters, and presets whose architecture is
+# another's with other weights (dilation and metric heads add no weight).
+LARGE = {
+    "vit_h14", "vit_l16", "vit_l32", "dpt_large", "dpt_large_ade", "seg_large_mask",
+    "detr_r101", "detr_r50_dc5", "detr_r101_dc5", "dpt_hybrid_kitti", "dpt_hybrid_nyu",
+}
+
+
+def test_every_preset_has_a_size_and_a_score():
+    assert sorted(PARAMETERS) == ALL
+    assert sorted(PUBLISHED) == ALL
+    for name, (score, source) in PUBLISHED.items():
+        assert source, name  # where the score comes from, or why there is none
+        assert score == "" or any(c.isdigit() for c in score), name
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in ALL])
+def test_parameter_count_is_the_built_models(name, memory_heavy):
+    if keras.backend.backend() != "torch":
+        pytest.skip("counts do not depend on the backend: checked in the torch tier")
+    model = Task.from_preset(name, load_weights=False)
+    assert model.count_params() == PARAMETERS[name]
+    del model
+    gc.collect()
