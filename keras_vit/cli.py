@@ -46,6 +46,13 @@ COMMANDS = {
         ["keras-vit predict runs/digits/preset digit.png", "keras-vit predict vit_b16 photos/ --output predictions",
          "keras-vit predict runs/detr/preset street.jpg --threshold 0.7 --class-names names.txt"],
     ),
+    "evaluate": (
+        None,
+        "evaluate a preset on a recipe's test set with that recipe's metrics (a recipe's preset: its own test set)",
+        ["keras-vit evaluate runs/vit_classification/preset",
+         "keras-vit evaluate runs/dpt_depth/preset --output metrics.json",
+         "keras-vit evaluate vit_b16 --dataset folder:~/imagenet_val"],
+    ),
     "convert": (
         None,
         "convert a checkpoint (or fetch a preset) into a preset folder",
@@ -172,7 +179,8 @@ def main(argv=None):
     try:
         if module is not None:
             return _run_recipe(command, module, argv, options)
-        return {"convert": convert, "export": export, "predict": predict, "presets": presets}[command](argv, **options)
+        commands = {"convert": convert, "evaluate": evaluate, "export": export, "predict": predict, "presets": presets}
+        return commands[command](argv, **options)
     except SystemExit as exit_:  # argparse: a one-line message is printed, exit code 2
         return exit_.code if isinstance(exit_.code, int) else 1
 
@@ -306,6 +314,30 @@ def convert(argv, prog=f"{PROG} convert", epilog=None):
     return 0
 
 
+def evaluate(argv, prog=f"{PROG} evaluate", epilog=None):
+    """Evaluates a preset with its recipe's metrics (`recipes.evaluate`)."""
+    parser = command_parser(prog, COMMANDS["evaluate"][1], epilog)
+    parser.add_argument("source", help="a preset folder (a recipe's preset/) or a preset name (then --dataset)")
+    parser.add_argument("--dataset", default=None,
+                        help="the recipe's embedded set, tfds:NAME or folder:PATH (default: the recipe run's own)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
+    parser.add_argument("--offline", action="store_true", help="never download: read tfds data already on disk")
+    parser.add_argument("--output", default=None, metavar="FILE", help="also write the metrics to this JSON file")
+    args = parser.parse_args(argv)
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be a positive int, not {args.batch_size}")
+    from recipes import evaluate as evaluation
+    from recipes import tfds_data
+
+    try:
+        evaluation.main(args.source, args.dataset, args.batch_size, args.data_dir, args.offline, args.output)
+    except (ValueError, tfds_data.OfflineError, tfds_data.MissingTFDS) as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def predict(argv, prog=f"{PROG} predict", epilog=None):
     """Loads a preset (any family) and writes predictions for image files (`keras_vit.prediction`)."""
     parser = command_parser(prog, COMMANDS["predict"][1], epilog)
@@ -325,7 +357,9 @@ def predict(argv, prog=f"{PROG} predict", epilog=None):
         parser.error(f"--threshold must be in [0, 1], not {args.threshold}")
     if args.image_size is not None and args.image_size < 1:
         parser.error(f"--image-size must be a positive int, not {args.image_size}")
-    metadata = _preset_metadata(args.source)
+    from keras_vit.presets.preset_directory import read_metadata
+
+    metadata = read_metadata(args.source)
     class_names = metadata.get("class_names")
     if args.class_names is not None:
         if not os.path.isfile(args.class_names):
@@ -350,17 +384,6 @@ def predict(argv, prog=f"{PROG} predict", epilog=None):
     print(f"wrote {os.path.join(args.output, 'predictions.json')} and {len(results['images'])} picture(s) "
           f"({results['task']})")
     return 0
-
-
-def _preset_metadata(source):
-    """A preset folder's metadata.json (a recipe's holds its config), or {}."""
-    import json
-
-    path = os.path.join(os.path.expanduser(source), "metadata.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def export(argv, prog=f"{PROG} export", epilog=None):

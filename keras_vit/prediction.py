@@ -63,7 +63,8 @@ def load_image(path, channels=3):
     return keras.utils.img_to_array(image, dtype="float32")
 
 
-def _kind(model):
+def task_kind(model):
+    """`"classification"`, `"detection"`, `"depth"` or `"segmentation"`: what a keras_vit task predicts."""
     from keras_vit.models.detr import DETR
     from keras_vit.models.dpt import DPTDepthEstimator
     from keras_vit.models.dpt import DPTImageSegmenter
@@ -75,7 +76,7 @@ def _kind(model):
         if isinstance(model, cls):
             return kind
     raise TypeError(
-        f"predict_files takes a keras_vit task (ViT, DETR, DPTDepthEstimator, DPTImageSegmenter, Segmenter). "
+        f"Expected a keras_vit task (ViT, DETR, DPTDepthEstimator, DPTImageSegmenter, Segmenter). "
         f"Received: {type(model).__name__}"
     )
 
@@ -100,7 +101,7 @@ def predict_files(model, inputs, output_dir, class_names=None, top_k=5, score_th
     Returns:
         The `predictions.json` content: `{"model", "task", "images": [...]}`.
     """
-    kind = _kind(model)
+    kind = task_kind(model)
     if class_names is not None:
         class_names = [str(name) for name in class_names]
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:

@@ -241,6 +241,22 @@ def read_preset_directory(directory, load_weights=True):
     return registered, config, (weights if load_weights else None)
 
 
+def read_metadata(directory):
+    """A preset directory's `metadata.json` as a dict ({} for a preset name or
+    a directory without one; a recipe's holds its run config and class names)."""
+    path = os.path.join(os.path.expanduser(os.fspath(directory)), METADATA_FILE)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            metadata = json.load(f)
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): write the preset again.") from error
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path} must hold a JSON object. Received: {type(metadata).__name__}")
+    return metadata
+
+
 def _check_weights_size(directory, weights):
     metadata_path = os.path.join(directory, METADATA_FILE)
     if not os.path.isfile(metadata_path):

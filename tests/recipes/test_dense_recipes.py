@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_vit import DPTDepthEstimator
+from keras_vit import cli
 from keras_vit import DPTImageSegmenter
 from keras_vit.data.scenes import SCENE_CLASSES
 from keras_vit.data.scenes import make_scenes
@@ -58,6 +59,10 @@ def test_depth_smoke_run_writes_everything_and_the_baseline_is_right(tmp_path):
         assert json.load(f)["depth_metrics"] == results["depth_metrics"]
     model = DPTDepthEstimator.from_preset(os.path.join(output, "preset"))
     assert model.depth_scale == 1.0 and model.depth_shift == 0.05
+    # keras-vit evaluate on the saved preset: the run's own test set and metrics.
+    assert cli.main(["evaluate", os.path.join(output, "preset"), "--output", str(tmp_path / "eval.json")]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert evaluated == pytest.approx(results["depth_metrics"], rel=1e-5)
     # The baseline: the training mean everywhere, AbsRel per image then averaged.
     (_, train_depth), (_, test_depth) = dpt_depth.load_data(config)
     mean = train_depth[train_depth > 0].astype("float64").mean()
@@ -84,6 +89,9 @@ def test_segmentation_smoke_run_writes_everything_and_the_baseline_is_right(tmp_
     model = DPTImageSegmenter.from_preset(str(output / "preset"))
     assert model.num_classes == len(SCENE_CLASSES)
     assert json.loads((output / "results.json").read_text())["metrics"] == results["metrics"]
+    assert cli.main(["evaluate", str(output / "preset"), "--output", str(tmp_path / "eval.json")]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert evaluated == pytest.approx(results["metrics"], rel=1e-5)
     # The majority-class baseline, by numpy: IoU of that class, 0 for the others present.
     (_, labels), (_, test_labels), _ = segmentation.load_data(config)
     majority = np.bincount(labels.ravel()).argmax()

@@ -43,6 +43,12 @@ def test_smoke_run_writes_everything(tmp_path):
         assert json.load(f)["coco"]["AP"] == results["coco"]["AP"]
     model = DETR.from_preset(os.path.join(output, "preset"))
     assert model.num_classes == 3 and model.bounding_box_format == "xyxy"
+    # keras-vit evaluate on the saved preset: the run's own test set and COCO metrics.
+    from keras_vit import cli
+
+    assert cli.main(["evaluate", os.path.join(output, "preset"), "--output", str(tmp_path / "eval.json")]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert evaluated == pytest.approx({k: float(v) for k, v in results["coco"].items()}, abs=1e-6)
 
 
 def test_bad_dataset_name():

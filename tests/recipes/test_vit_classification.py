@@ -34,6 +34,14 @@ def test_smoke_run_writes_everything(tmp_path):
         assert json.load(f)["test_accuracy"] == results["test_accuracy"]
     model = keras_vit.ViT.from_preset(os.path.join(output, "preset"))
     assert model.backbone.image_shape == (16, 16, 1)
+    # keras-vit evaluate on the saved preset: the run's own test set and metrics.
+    from keras_vit import cli
+
+    assert cli.main(["evaluate", os.path.join(output, "preset"), "--output", str(tmp_path / "eval.json")]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["dataset"] == "digits" and evaluated["images"] == 359  # 20% of each class
+    assert evaluated["metrics"]["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
+    assert evaluated["metrics"]["loss"] == pytest.approx(results["test_loss"], rel=1e-5)
     # The Figure 7 recipe runs on any saved preset.
     from recipes import figure7
 
