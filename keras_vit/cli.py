@@ -66,6 +66,12 @@ COMMANDS = {
          "keras-vit --backend jax export runs/digits/preset digits_saved_model",
          "keras-vit export runs/detr/preset detr.onnx --format onnx --image-size 800 1088 --batch-size 1"],
     ),
+    "benchmark": (
+        None,
+        "time a preset's inference and training steps on random inputs (images/s, memory) on this backend",
+        ["keras-vit benchmark vit_b16", "keras-vit --backend jax benchmark vit_s16 --batch-size 32 --no-train",
+         "keras-vit benchmark detr_r50 --image-size 800 1088 --batch-size 2 --output detr_speed.json"],
+    ),
     "presets": (
         None,
         "list the presets: family, parameters, input size, weights' source, published score (--long: description)",
@@ -179,7 +185,10 @@ def main(argv=None):
     try:
         if module is not None:
             return _run_recipe(command, module, argv, options)
-        commands = {"convert": convert, "evaluate": evaluate, "export": export, "predict": predict, "presets": presets}
+        commands = {
+            "convert": convert, "evaluate": evaluate, "export": export, "predict": predict, "benchmark": benchmark,
+            "presets": presets,
+        }
         return commands[command](argv, **options)
     except SystemExit as exit_:  # argparse: a one-line message is printed, exit code 2
         return exit_.code if isinstance(exit_.code, int) else 1
@@ -383,6 +392,45 @@ def predict(argv, prog=f"{PROG} predict", epilog=None):
         return 1
     print(f"wrote {os.path.join(args.output, 'predictions.json')} and {len(results['images'])} picture(s) "
           f"({results['task']})")
+    return 0
+
+
+def benchmark(argv, prog=f"{PROG} benchmark", epilog=None):
+    """Times a preset's steps (`keras_vit.benchmarking`); the weights are not needed."""
+    parser = command_parser(prog, COMMANDS["benchmark"][1], epilog)
+    parser.add_argument("source", help="a preset name or folder (built without its weights: speed does not need them)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first, for compilation (default 2)")
+    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="SIZE",
+                        help="H [W]: required for DETR; default the preset's input size")
+    parser.add_argument("--no-train", action="store_true", help="time inference only")
+    parser.add_argument("--output", default=None, metavar="FILE", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    for name in ("batch_size", "steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive int, not {getattr(args, name)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, not {args.warmup}")
+    if args.image_size is not None and len(args.image_size) not in (1, 2):
+        parser.error(f"--image-size takes H or H W, not {len(args.image_size)} values")
+    size = None if args.image_size is None else tuple(args.image_size * (3 - len(args.image_size)))[:2]
+    from keras_vit.benchmarking import benchmark as run_benchmark
+    from keras_vit.models.task import Task
+    from keras_vit.utils.files import write_json_atomically
+
+    model = Task.from_preset(args.source, load_weights=False)
+    print(f"{type(model).__name__} ({model.count_params():,} parameters) on {os.environ.get('KERAS_BACKEND', 'the default backend')}, "
+          f"batch {args.batch_size}: {args.warmup} warm-up and {args.steps} timed steps", flush=True)
+    try:
+        results = run_benchmark(model, args.batch_size, args.steps, args.warmup, size, train=not args.no_train)
+    except ValueError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1
+    print(f"peak memory: {results['peak_memory_mb']:.0f} MB")
+    if args.output is not None:
+        write_json_atomically(args.output, {"preset": args.source, **results})
+        print(f"wrote {args.output}")
     return 0
 
 

@@ -101,3 +101,31 @@ def test_bad_images_and_options_are_named(tmp_path, capsys):
     assert "--top-k must be a positive int, not 0" in capsys.readouterr().err
     assert cli.main(["predict", preset, str(tmp_path / "broken.png"), "--threshold", "1.5"]) == 2
     assert not os.path.exists(tmp_path / "o" / "predictions.json")
+
+
+@pytest.mark.parametrize("family", ["vit", "detr", "dpt_depth", "segmenter"])
+def test_benchmark_command_times_every_task(family, tmp_path, capsys):
+    model = _model(family)
+    if family == "detr":
+        model.predict({"images": np.zeros((1, 32, 32, 3), "float32")}, verbose=0)
+    model.save_to_preset(str(tmp_path / "preset"))
+    args = ["benchmark", str(tmp_path / "preset"), "--batch-size", "2", "--steps", "2", "--warmup", "1",
+            "--output", str(tmp_path / "speed.json")]
+    # Training steps of every task in the torch tier (no compilation); ViT's on every backend.
+    train = family == "vit" or keras.backend.backend() == "torch"
+    if not train:
+        args.append("--no-train")
+    if family == "detr":
+        assert cli.main(args) == 1  # DETR takes any size: it must be given
+        assert "pass image_size=(height, width)" in capsys.readouterr().err
+        args += ["--image-size", "40", "56"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "inference: " in out and ("training: " in out) == train
+    speed = json.loads((tmp_path / "speed.json").read_text())
+    assert speed["backend"] == keras.backend.backend() and speed["batch_size"] == 2
+    assert speed["image_size"] == ([40, 56] if family == "detr" else [20, 28])
+    assert speed["infer_images_per_s"] > 0 and (speed["train_images_per_s"] > 0 if train else "train_step_s" not in speed)
+    assert speed["infer_images_per_s"] == pytest.approx(2 / speed["infer_step_s"])
+    assert cli.main(["benchmark", str(tmp_path / "preset"), "--steps", "0"]) == 2
+    assert "--steps must be a positive int, not 0" in capsys.readouterr().err
