@@ -17,7 +17,8 @@ Modes (`--distribute` in every recipe):
   when `TF_CONFIG` lists several workers). torch: the processes `torchrun`
   started, gradients averaged every step (`keras_vit/backend/torch_distributed.py`).
 - "model": JAX only: `keras.distribution.ModelParallel` on a (batch, model)
-  mesh with the backbone's `get_layout_map` (ViT today).
+  mesh with a task's `get_layout_map` (`ViTBackbone`'s, which DPT and
+  Segmenter use too; `DETR`'s; `ResNetBackbone`'s).
 - "auto": "data" when there is more than one device (JAX, TensorFlow) or
   process (torch), else "none".
 

@@ -62,22 +62,23 @@ def config_from_args(args, defaults, smoke):
     return config
 
 
-def start_distribution(config):
+def start_distribution(config, layout_map=None):
     """The run's `keras_vit.distribution.DistributionPlan` from `--distribute`
-    and `--model-parallel` (before any model is built); checks that the
+    and `--model-parallel` (before any model is built; `layout_map`: the
+    task's for `--distribute model`, ViT's by default); checks that the
     global batch splits over the replicas."""
     from keras_vit import distribution
 
-    plan = distribution.configure(config.get("distribute", "none"), config.get("model_parallel"))
+    plan = distribution.configure(config.get("distribute", "none"), config.get("model_parallel"), layout_map)
     plan.per_replica_batch(config["batch_size"])
     if plan.mode != "none" and plan.is_chief:
         print(f"distribution: {plan.describe()}", flush=True)
     return plan
 
 
-def run_distributed(run_on_plan, config, output_dir, verbose):
+def run_distributed(run_on_plan, config, output_dir, verbose, layout_map=None):
     """Calls `run_on_plan(config, output_dir, verbose, plan)` inside the plan's scope."""
-    plan = start_distribution(config)
+    plan = start_distribution(config, layout_map)
     _WRITES_FILES[0] = plan.is_chief
     try:
         with plan.scope():

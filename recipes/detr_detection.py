@@ -241,7 +241,8 @@ def run(config, output_dir, verbose=2):
     `output_dir` resumes after the last finished epoch, on the generated
     shapes with exactly the weights of an uninterrupted run.
     """
-    return run_distributed(_run, config, output_dir, verbose)
+    # --distribute model: DETR's own layout map (ResNet channels, transformer kernels).
+    return run_distributed(_run, config, output_dir, verbose, layout_map=keras_vit.DETR.get_layout_map)
 
 
 def _run(config, output_dir, verbose, plan):

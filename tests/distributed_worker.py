@@ -45,7 +45,8 @@ def detr_case():
     images, targets = make_shapes(GLOBAL_BATCH * STEPS, 32, max_objects=3, seed=0)
 
     def build():
-        backbone = keras_vit.ResNetBackbone((1, 1, 1, 1), stem_filters=8, stage_filters=(8, 8, 16, 16))
+        # Channel counts and bottleneck widths (a quarter) divisible by a 4-way model axis.
+        backbone = keras_vit.ResNetBackbone((1, 1, 1, 1), stem_filters=8, stage_filters=(16, 16, 16, 16))
         return keras_vit.DETR(
             backbone, num_classes=3, num_queries=5, hidden_dim=16, num_heads=2, encoder_layers=1, decoder_layers=2,
             ffn_dim=16, dropout_rate=0.0, bounding_box_format="xyxy",
@@ -95,11 +96,17 @@ def main():
 
     from keras_vit import distribution
 
+    import keras_vit
+
+    layout_maps = {"vit": keras_vit.ViTBackbone.get_layout_map, "detr": keras_vit.DETR.get_layout_map}
     for mode in args.modes:
-        plan = distribution.configure(mode, model_parallel=args.model_parallel if mode == "model" else None)
-        record = {"replicas": plan.replicas, "processes": plan.process_count}
-        cases = [("vit", vit_case)] + ([("detr", detr_case)] if mode != "model" else [])
-        for name, case in cases:
+        record = {}
+        if mode != "model":
+            plan = distribution.configure(mode)
+        for name, case in (("vit", vit_case), ("detr", detr_case)):
+            if mode == "model":  # each task's own layout map, set before its model is built
+                plan = distribution.configure(mode, args.model_parallel, layout_map=layout_maps[name])
+            record.update(replicas=plan.replicas, processes=plan.process_count)
             model, weights, losses = train(plan, case)
             record[f"{name}_losses"] = losses
             for path, value in weights.items():
@@ -107,7 +114,7 @@ def main():
             if mode == "model":
                 # Where the kernels really live: the shard shapes on device 0.
                 for v in model.weights:
-                    if v.path.endswith(("qkv/kernel", "fc2/kernel")):
+                    if v.path.endswith(("qkv/kernel", "fc2/kernel", "query/kernel", "layer2_0_conv2/kernel")):
                         shard = v.value.addressable_shards[0].data.shape
                         record[f"shard/{v.path}"] = np.asarray(shard)
                         record[f"spec/{v.path}"] = np.asarray(str(v.value.sharding.spec))

@@ -3,7 +3,8 @@ and a tiny DETR trained for 4 steps on N devices end with the weights and
 losses of the one-device run on the same global batches.
 
 JAX: 8 virtual XLA host devices (data parallel over 8, and a 2x4
-(batch, model) mesh with the ViT kernels sharded). TensorFlow: MirroredStrategy
+(batch, model) mesh with the ViT's and DETR's kernels sharded by their
+layout maps). TensorFlow: MirroredStrategy
 over 2 logical CPUs. torch: 2 gloo processes started by torchrun. Each run is a
 process of its own (tests/distributed_worker.py): the device count is fixed
 before the backend starts.
@@ -68,14 +69,26 @@ def test_jax_data_and_model_parallel_on_8_devices_equal_one_device(tmp_path):
     model = np.load(out + "-model.npz")
     assert int(data["replicas"]) == 8 and int(model["replicas"]) == 2
     _compare(reference, [data])
-    _compare(reference, [model], families=("vit",))
+    _compare(reference, [model])
     # The kernels are really sharded over the 4-way model axis: each device
-    # holds a quarter of the qkv kernel's columns and of fc2's rows.
+    # holds a quarter of the qkv kernel's columns and of fc2's rows (ViT), of
+    # the attention query's columns and fc2's rows in every DETR encoder and
+    # decoder layer, and of a ResNet convolution's output channels.
     hidden, mlp = 16, 32
     for block in (0, 1):
         assert tuple(model[f"shard/block_{block}/attention/qkv/kernel"]) == (hidden, 3 * hidden // 4)
         assert tuple(model[f"shard/block_{block}/fc2/kernel"]) == (mlp // 4, hidden)
         assert str(model[f"spec/block_{block}/attention/qkv/kernel"]) == "P(None, 'model')"
+
+    def shard(suffix):  # the DETR's layer names carry Keras' auto-numbered prefix (detr_1/...)
+        (key,) = [k for k in model.files if k.startswith("shard/") and k.endswith(suffix)]
+        return tuple(model[key])
+
+    for layer in ("encoder_layer_0", "decoder_layer_0", "decoder_layer_1"):
+        assert shard(f"{layer}/self_attention/query/kernel") == (16, 16 // 4)
+        assert shard(f"{layer}/fc2/kernel") == (16 // 4, 16)
+    assert shard("decoder_layer_1/cross_attention/query/kernel") == (16, 16 // 4)
+    assert shard("/layer2_0_conv2/kernel") == (3, 3, 4, 4 // 4)  # bottleneck width 16 / 4 = 4
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="the TensorFlow engine (tf.distribute)")
@@ -154,6 +167,16 @@ def test_layout_map_names_its_axes():
     assert layout_map["block_0/norm1/gamma"] is None
     with pytest.raises(ValueError, match="model_parallel_dim_name must be an axis of device_mesh.*'tensor'"):
         keras_vit.ViTBackbone.get_layout_map(mesh, model_parallel_dim_name="tensor")
+    detr = keras_vit.DETR.get_layout_map(mesh)
+    assert detr["conv1/kernel"].axes == (None, None, None, "model")  # the ResNet stem
+    assert detr["layer4_2_downsample/kernel"].axes == (None, None, None, "model")
+    assert detr["detr/decoder_layer_5/cross_attention/value/kernel"].axes == (None, "model")
+    assert detr["detr/encoder_layer_0/self_attention/output/kernel"].axes == ("model", None)
+    assert detr["detr/encoder_layer_0/fc1/bias"].axes == ("model",)
+    assert detr["detr/class_head/kernel"] is None and detr["detr/query_embeddings"] is None
+    assert detr["bn1/moving_mean"] is None
+    with pytest.raises(ValueError, match="data_parallel_dim_name must be an axis of device_mesh.*'data'"):
+        keras_vit.ResNetBackbone.get_layout_map(mesh, data_parallel_dim_name="data")
 
 
 def test_epoch_batches_shards_split_each_global_batch():

@@ -2,8 +2,8 @@
 page's blocks share one namespace, in order, in a fresh working folder),
 unless the line before it says why it cannot run offline:
 `<!-- test: skip, REASON -->` (downloads weights, needs several devices,
-...). The pages are backend-independent, so they run once, in the
-TensorFlow tier of tests/run_all.py."""
+...). The pages are backend-independent, so they run once, in the torch
+tier of tests/run_all.py (eager: no compilation, the quickest)."""
 
 import glob
 import os
@@ -38,8 +38,8 @@ def test_every_skipped_block_says_why():
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_code_runs(page, tmp_path, monkeypatch):
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("the pages' code is backend-independent: it runs in the tensorflow tier")
+    if keras.backend.backend() != "torch":
+        pytest.skip("the pages' code is backend-independent: it runs in the torch tier (no compilation: quickest)")
     runnable = [code for code, reason in blocks(page) if reason is None]
     if not runnable:
         pytest.skip(f"{page}: every block needs a download or several devices (each says why)")

@@ -3,6 +3,7 @@ import keras
 from keras_vit.backbones.backbone import Backbone
 from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_feature_names
+from keras_vit.utils.validation import check_mesh_axes
 from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_positive_int
 
@@ -157,6 +158,27 @@ class ResNetBackbone(Backbone, keras.Model):
     @property
     def feature_names(self):
         return list(self._feature_tensors)
+
+    @staticmethod
+    def get_layout_map(device_mesh, model_parallel_dim_name="model", data_parallel_dim_name="batch"):
+        """A `keras.distribution.LayoutMap` for `keras.distribution.ModelParallel`
+        (JAX): every convolution kernel of the stem and the bottlenecks split
+        by output channels over the `model_parallel_dim_name` axis of
+        `device_mesh` (each device computes its share of the channels; XLA
+        gathers them for the next layer), the frozen batch-norm statistics
+        replicated. Data goes over `data_parallel_dim_name`. The patterns
+        find the backbone wherever it sits (DETR included). Every stage's and
+        the stem's channel counts, and each bottleneck's width (a quarter of
+        its stage's), must be divisible by the model axis (true of ResNet-50
+        and -101 up to 16).
+
+            mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"), keras.distribution.list_devices())
+            layout_map = keras_vit.ResNetBackbone.get_layout_map(mesh)
+        """
+        check_mesh_axes(device_mesh, model_parallel_dim_name, data_parallel_dim_name)
+        layout_map = keras.distribution.LayoutMap(device_mesh)
+        layout_map[r"(.*/)?(conv1|layer\d+_\d+_(conv\d|downsample))/kernel"] = (None, None, None, model_parallel_dim_name)
+        return layout_map
 
     def feature_extractor(self, names=None):
         """A model mapping images to `{name: feature map}` (see `feature_names`)."""

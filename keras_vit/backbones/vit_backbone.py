@@ -15,6 +15,7 @@ from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_pair
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
+from keras_vit.utils.validation import check_mesh_axes
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -274,12 +275,7 @@ class ViTBackbone(Backbone, keras.Model):
             keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch"))
             model = keras_vit.ViT.from_preset("vit_b16")  # built sharded
         """
-        names = list(device_mesh.axis_names)
-        for argument, name in (("model_parallel_dim_name", model_parallel_dim_name), ("data_parallel_dim_name", data_parallel_dim_name)):
-            if name not in names:
-                raise ValueError(
-                    f"{argument} must be an axis of device_mesh (axes {names}). Received: {argument}={name!r}"
-                )
+        check_mesh_axes(device_mesh, model_parallel_dim_name, data_parallel_dim_name)
         model = model_parallel_dim_name
         layout_map = keras.distribution.LayoutMap(device_mesh)
         layout_map[r"(.*/)?patch_embedding/projection/kernel"] = (None, None, None, model)

@@ -500,6 +500,36 @@ class DETR(Task, keras.Model):
     def metrics(self):
         return super().metrics + list(self._trackers.values())
 
+    @staticmethod
+    def get_layout_map(device_mesh, model_parallel_dim_name="model", data_parallel_dim_name="batch"):
+        """A `keras.distribution.LayoutMap` for `keras.distribution.ModelParallel`
+        (JAX): the ResNet's convolutions split by output channels
+        (`ResNetBackbone.get_layout_map`), the input projection too, and in
+        every encoder and decoder layer the query, key, value and first FFN
+        kernels split by output columns and the attention output and second
+        FFN kernels by input rows (Megatron-style: one reduction per pair);
+        queries, heads, norms and biases of the outputs replicated. Data goes
+        over `data_parallel_dim_name`. `hidden_dim`, `ffn_dim`, the ResNet's
+        channel counts and its bottleneck widths must be divisible by the
+        model axis.
+
+            mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"), keras.distribution.list_devices())
+            keras.distribution.set_distribution(keras.distribution.ModelParallel(
+                layout_map=keras_vit.DETR.get_layout_map(mesh), batch_dim_name="batch"))
+            model = keras_vit.DETR.from_preset("detr_r50")  # built sharded
+        """
+        layout_map = ResNetBackbone.get_layout_map(device_mesh, model_parallel_dim_name, data_parallel_dim_name)
+        model = model_parallel_dim_name
+        attention = r".*_layer_\d+/(self|cross)_attention"
+        layout_map[r"(.*/)?input_projection/kernel"] = (None, None, None, model)
+        layout_map[attention + r"/(query|key|value)/kernel"] = (None, model)
+        layout_map[attention + r"/(query|key|value)/bias"] = (model,)
+        layout_map[attention + r"/output/kernel"] = (model, None)
+        layout_map[r".*_layer_\d+/fc1/kernel"] = (None, model)
+        layout_map[r".*_layer_\d+/fc1/bias"] = (model,)
+        layout_map[r".*_layer_\d+/fc2/kernel"] = (model, None)
+        return layout_map
+
     def get_config(self):
         return {
             **model_config_with_backbone(self),

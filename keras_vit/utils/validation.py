@@ -116,3 +116,12 @@ def check_model_kwargs(class_name, kwargs, allowed=_KERAS_KWARGS):
             f"{class_name} got unknown keyword argument(s) {unknown}. Check the spelling against "
             f"the documented arguments of keras_vit.{class_name}."
         )
+
+
+def check_mesh_axes(device_mesh, model_parallel_dim_name, data_parallel_dim_name):
+    """ValueError unless both names are axes of the `keras.distribution.DeviceMesh`."""
+    names = list(device_mesh.axis_names)
+    for argument, name in (("model_parallel_dim_name", model_parallel_dim_name),
+                           ("data_parallel_dim_name", data_parallel_dim_name)):
+        if name not in names:
+            raise ValueError(f"{argument} must be an axis of device_mesh (axes {names}). Received: {argument}={name!r}")
