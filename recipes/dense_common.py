@@ -179,14 +179,23 @@ def depth_pipeline(train, test, config):
     return train, test
 
 
-def batches_of(data, batch_size):
-    """`(images, targets)` batches of numpy pairs or of a batched tf.data set, as numpy."""
+def batches_of(data, batch_size, verbose=False):
+    """`(images, targets)` batches of numpy pairs or of a batched tf.data set,
+    as numpy; `verbose`: a progress bar (in images)."""
+    import keras
+
+    total = len(data[0]) if isinstance(data, tuple) else None
+    progress = keras.utils.Progbar(total, unit_name="image") if verbose else None
+    seen = 0
     if isinstance(data, tuple):
-        for start in range(0, len(data[0]), batch_size):
-            yield data[0][start:start + batch_size], data[1][start:start + batch_size]
+        pairs = ((data[0][s:s + batch_size], data[1][s:s + batch_size]) for s in range(0, total, batch_size))
     else:
-        for images, targets in data.as_numpy_iterator():
-            yield images, targets
+        pairs = data.as_numpy_iterator()
+    for images, targets in pairs:
+        yield images, targets
+        seen += len(images)
+        if progress is not None:
+            progress.update(seen)
 
 
 def first_examples(data, count):

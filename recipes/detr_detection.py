@@ -215,11 +215,15 @@ def build_model(config, num_classes):
     )
 
 
-def evaluate(model, test, batch_size):
-    """COCO metrics of the model's detections on numpy pairs or a tf.data set."""
+def evaluate(model, test, batch_size, verbose=False):
+    """COCO metrics of the model's detections on numpy pairs or a tf.data set;
+    `verbose`: a progress bar."""
     truths, predictions = {"boxes": [], "labels": []}, {"boxes": [], "labels": [], "scores": []}
     batches = [test] if isinstance(test, tuple) else test.as_numpy_iterator()
+    progress = keras.utils.Progbar(None, unit_name="batch") if verbose else None
     for x, y in batches:
+        if progress is not None:
+            progress.add(1)
         images, mask = (x["images"], x["pixel_mask"]) if isinstance(x, dict) else (x, None)
         detections = model.predict_detections(np.asarray(images, "float32"), mask, batch_size=batch_size)
         for key in predictions:

@@ -147,11 +147,11 @@ def training_mean_depth(train, batch_size, limit=200):
     return total / max(count, 1)
 
 
-def evaluate(model, test, config, constant=None):
+def evaluate(model, test, config, constant=None, verbose=False):
     """Depth metrics over the test set (per image, then averaged) of the model,
-    or of predicting `constant` everywhere."""
+    or of predicting `constant` everywhere; `verbose`: a progress bar."""
     metric = DepthMetrics(config["min_depth"], config["max_depth"])
-    for images, depth in dense_common.batches_of(test, config["batch_size"] * 4):
+    for images, depth in dense_common.batches_of(test, config["batch_size"] * 4, verbose):
         prediction = np.full(depth.shape, constant, "float32") if constant is not None else predict(
             model, images, config["batch_size"] * 4
         )

@@ -50,8 +50,9 @@ def evaluation_config(model, kind, source, dataset=None, batch_size=None, data_d
     return config
 
 
-def evaluate_preset(model, kind, config):
-    """`(metrics, images)`: the recipe's metrics of `model` on the test split of `config["dataset"]`."""
+def evaluate_preset(model, kind, config, verbose=True):
+    """`(metrics, images)`: the recipe's metrics of `model` on the test split
+    of `config["dataset"]`; `verbose`: a progress bar."""
     module = importlib.import_module(RECIPES[kind])
     batch = config["batch_size"]
     if kind == "classification":
@@ -59,22 +60,22 @@ def evaluate_preset(model, kind, config):
         _check_classes(model.num_classes, num_classes, config)
         model.compile()  # the task's loss and accuracy
         if isinstance(test, tuple):
-            metrics = model.evaluate(*test, batch_size=256, verbose=0, return_dict=True)  # as the recipe
+            metrics = model.evaluate(*test, batch_size=256, verbose=int(verbose), return_dict=True)  # as the recipe
         else:
-            metrics = model.evaluate(test, verbose=0, return_dict=True)
+            metrics = model.evaluate(test, verbose=int(verbose), return_dict=True)
         metrics = {"accuracy": float(metrics["accuracy"]), "loss": float(metrics["loss"])}
     elif kind == "detection":
         _, test, class_names = module.load_data(config)
         _check_classes(model.num_classes, len(class_names), config)
-        metrics, _ = module.evaluate(model, test, batch * 4)  # the recipe's evaluation batch
+        metrics, _ = module.evaluate(model, test, batch * 4, verbose=verbose)  # the recipe's evaluation batch
         metrics = {k: float(v) for k, v in metrics.items()}
     elif kind == "depth":
         _, test = module.load_data(config)
-        metrics = module.evaluate(model, test, config)
+        metrics = module.evaluate(model, test, config, verbose=verbose)
     else:
         _, test, class_names = module.load_data(config)
         _check_classes(model.num_classes, len(class_names), config)
-        metrics = module.evaluate(model, test, model.num_classes, batch * 4)
+        metrics = module.evaluate(model, test, model.num_classes, batch * 4, verbose=verbose)
     return metrics, _count(test)
 
 

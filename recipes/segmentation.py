@@ -166,11 +166,12 @@ def class_frequencies(train, num_classes, batch_size, limit=200):
     return counts
 
 
-def evaluate(model, test, num_classes, batch_size, constant=None):
+def evaluate(model, test, num_classes, batch_size, constant=None, verbose=False):
     """Mean IoU and pixel accuracy over the test set (Keras's MeanIoU with
-    the ignore index) of the model, or of predicting class `constant` everywhere."""
+    the ignore index) of the model, or of predicting class `constant`
+    everywhere; `verbose`: a progress bar."""
     iou, accuracy = SegmentationMeanIoU(num_classes, IGNORE_INDEX), SegmentationAccuracy(IGNORE_INDEX)
-    for images, labels in dense_common.batches_of(test, batch_size):
+    for images, labels in dense_common.batches_of(test, batch_size, verbose):
         if constant is None:
             logits = logits_of(model, images, batch_size)
         else:

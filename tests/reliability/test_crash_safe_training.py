@@ -49,6 +49,11 @@ def _env(tmp_path, pause=None):
     # Deterministic kernels, so that two runs can be compared bit for bit.
     env["TF_DETERMINISTIC_OPS"] = "1"
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    # One XLA compilation cache for the test's processes (JAX): each rerun
+    # loads the steps the first run compiled (the same executables, so the
+    # bit-for-bit comparison holds) instead of compiling them again.
+    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "jax_cache")
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     env.pop("KERAS_VIT_TEST_WRITE_PAUSE", None)
     if pause:
         env["KERAS_VIT_TEST_WRITE_PAUSE"] = str(pause)

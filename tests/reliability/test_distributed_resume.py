@@ -79,6 +79,10 @@ def _env(tmp_path, pause=None):
     env.update(KERAS_HOME=str(tmp_path / "keras_home"), PYTHONPATH=REPO, TF_DETERMINISTIC_OPS="1")
     if BACKEND == "jax":
         env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+        # One compilation cache for the test's processes: reruns load the steps
+        # the first run compiled (the same executables) instead of compiling again.
+        env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "jax_cache")
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     if pause:
         env["KERAS_VIT_TEST_WRITE_PAUSE"] = str(pause)
     return env
