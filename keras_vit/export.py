@@ -206,6 +206,13 @@ def _verify(serving, path, format, specs, batch_size):
 
 
 def _first_line(error):
-    """The first non-empty line of an exporter's error (the whole one is chained as `__cause__`)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    """The first informative line of an exporter's error (the whole one is
+    chained as `__cause__`): Keras' "Exception encountered when calling ..."
+    wrapper line is passed over for the message it wraps."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # Keras' bold markers
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
+        return f"{lines[0]} {lines[1]}"
     return lines[0] if lines else "no message"
