@@ -241,15 +241,10 @@ def presets(argv, prog=f"{PROG} presets", epilog=None):
             rows.append((name, family, parameters_text(PARAMETERS[name]), _input_size(entry), _weights_from(entry),
                          score, entry["description"]))
     header = ("name", "family", "params", "input", "weights from", "published", "description")
-    if args.long:
-        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(6)]
-        for row in [header, *rows]:
-            print("  ".join(f"{str(value):<{widths[i]}}" for i, value in enumerate(row[:6])) + "  " + row[6])
-        return 0
-    columns = (0, 1, 2, 3, 4, 5)  # and the description with --long
-    widths = {i: max(len(str(row[i])) for row in [header, *rows]) for i in columns}
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(6)]
     for row in [header, *rows]:
-        print("  ".join(f"{str(row[i]):<{widths[i]}}" for i in columns).rstrip())
+        line = "  ".join(f"{value:<{width}}" for value, width in zip(row, widths))
+        print(f"{line}  {row[6]}" if args.long else line.rstrip())
     return 0
 
 
@@ -260,11 +255,11 @@ def _weights_from(entry):
 
 
 def _input_size(entry):
-    """The input size a preset's table entry gives (`HxW`), or ''."""
+    """The input size a preset's table entry gives (`HxW`), "any" if it gives none, or ''."""
     size = (entry.get("preprocessing") or {}).get("image_size") or entry.get("image_size")
     if size is None and isinstance(entry.get("backbone"), dict):
         size = entry["backbone"].get("image_shape", (None,))[:2]
-    if size is None and "depth" in entry:  # DETR: any size (COCO: shorter side 800, longer at most 1333)
+    if size is None:  # no input size in the entry: the model takes any (DETR)
         return "any"
     if isinstance(size, int):
         return f"{size}x{size}"
@@ -402,8 +397,7 @@ def benchmark(argv, prog=f"{PROG} benchmark", epilog=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first, for compilation (default 2)")
-    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="SIZE",
-                        help="H [W]: required for DETR; default the preset's input size")
+    _add_image_size(parser)
     parser.add_argument("--no-train", action="store_true", help="time inference only")
     parser.add_argument("--output", default=None, metavar="FILE", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -412,9 +406,7 @@ def benchmark(argv, prog=f"{PROG} benchmark", epilog=None):
             parser.error(f"--{name.replace('_', '-')} must be a positive int, not {getattr(args, name)}")
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, not {args.warmup}")
-    if args.image_size is not None and len(args.image_size) not in (1, 2):
-        parser.error(f"--image-size takes H or H W, not {len(args.image_size)} values")
-    size = None if args.image_size is None else tuple(args.image_size * (3 - len(args.image_size)))[:2]
+    size = _image_size(parser, args)
     from keras_vit.benchmarking import benchmark as run_benchmark
     from keras_vit.models.task import Task
     from keras_vit.utils.files import write_json_atomically
@@ -434,24 +426,35 @@ def benchmark(argv, prog=f"{PROG} benchmark", epilog=None):
     return 0
 
 
+def _add_image_size(parser):
+    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="SIZE",
+                        help="H [W] (W defaults to H): required for DETR; default: the preset's input size")
+
+
+def _image_size(parser, args):
+    """`--image-size` as `(H, W)` or None; a usage error for other than one or two values."""
+    if args.image_size is None:
+        return None
+    if len(args.image_size) not in (1, 2):
+        parser.error(f"--image-size takes H or H W, not {len(args.image_size)} values")
+    return (args.image_size[0], args.image_size[-1])
+
+
 def export(argv, prog=f"{PROG} export", epilog=None):
     """Loads a preset (any family) and writes it with `Task.export`."""
     parser = command_parser(prog, COMMANDS["export"][1], epilog)
     parser.add_argument("source", help="a preset name (keras-vit presets) or a preset folder (a recipe's preset/)")
     parser.add_argument("output", help="the ONNX file or the SavedModel folder to write")
     parser.add_argument("--format", default="onnx", choices=["onnx", "tf_saved_model"])
-    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="SIZE",
-                        help="H [W] to export at: required for DETR; default: the preset's input size")
+    _add_image_size(parser)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="a fixed batch size (default: dynamic)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip running the artifact against the Keras model before it is kept")
     args = parser.parse_args(argv)
-    if args.image_size is not None and len(args.image_size) not in (1, 2):
-        parser.error(f"--image-size takes H or H W, not {len(args.image_size)} values")
+    size = _image_size(parser, args)
     if args.batch_size is not None and args.batch_size < 1:
         parser.error(f"--batch-size must be a positive int, not {args.batch_size}")
-    size = None if args.image_size is None else tuple(args.image_size * (3 - len(args.image_size)))[:2]
     from keras_vit.export import export_task
     from keras_vit.models.task import Task
 

@@ -102,11 +102,11 @@ def export_task(model, filepath, format="tf_saved_model", image_size=None, batch
                 f"export needs a float32 model (Keras' exporters); {variable.path} is {variable.dtype}. "
                 "Rebuild the model with dtype='float32' and load its weights."
             )
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"batch_size must be None (dynamic) or a positive int. Received: batch_size={batch_size!r}")
     serving = serving_model(model, image_size)
     samples = [ops.zeros((1, *spec.shape[1:]), "float32") for spec in serving.inputs]
     serving(samples if len(samples) > 1 else samples[0])  # built and called once: Keras' exporters need it
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
-        raise ValueError(f"batch_size must be None (dynamic) or a positive int. Received: batch_size={batch_size!r}")
     specs = [
         keras.InputSpec(shape=(batch_size, *spec.shape[1:]), dtype="float32", name=spec.name) for spec in serving.inputs
     ]

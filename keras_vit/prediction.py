@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from keras_vit.utils.files import write_bytes_atomically
+from keras_vit.visualization.figures import save_figure
 from keras_vit.utils.files import write_json_atomically
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -154,7 +155,7 @@ def _classify(model, image, class_names, top_k, stem):
     top = [{"label": int(c), "name": _name(class_names, int(c)), "score": float(outputs[c])} for c in order]
     figure = _figure(image)
     figure.axes[0].set_title(f"{top[0]['name']} ({top[0]['score']:.2f})")
-    _save_figure(figure, f"{stem}.png")
+    save_figure(figure, f"{stem}.png", dpi=100, bbox_inches="tight")
     return {"top_k": top}
 
 
@@ -179,7 +180,7 @@ def _detect(model, image, class_names, score_threshold, image_size, max_size, st
     ]
     figure = plot_detections(image[None], detections, class_names=class_names, score_threshold=score_threshold,
                              columns=1)
-    _save_figure(figure, f"{stem}.png")
+    save_figure(figure, f"{stem}.png", dpi=100, bbox_inches="tight")
     return {"detections": found, "working_size": list(size)}
 
 
@@ -228,17 +229,6 @@ def _figure(image):
         axis.imshow(np.clip(image / 255.0, 0, 1))
     axis.axis("off")
     return figure
-
-
-def _save_figure(figure, path):
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    try:
-        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(figure)
-    write_bytes_atomically(path, buffer.getvalue())
 
 
 def _save_png(array, path):

@@ -107,24 +107,12 @@ def save_figure(figure, path, dpi=110):
     then a rename); in a distributed run's non-chief processes, closes it unwritten."""
     import matplotlib.pyplot as plt
 
+    from keras_vit.visualization.figures import save_figure as write_figure
+
     if not _WRITES_FILES[0]:
         plt.close(figure)
         return path
-
-    from keras_vit.utils.files import atomic_file
-    from keras_vit.utils.files import commit_file
-
-    staging = atomic_file(path)
-    try:
-        figure.savefig(staging, format="png", dpi=dpi)
-        commit_file(staging, path)
-    except BaseException:
-        if os.path.exists(staging):
-            os.remove(staging)
-        raise
-    finally:
-        plt.close(figure)
-    return path
+    return write_figure(figure, path, dpi=dpi)
 
 
 def training_curve_figure(history, left_keys=("loss",), right_keys=(), right_label=None, right_points=None):
