@@ -5,7 +5,10 @@
     python tests/run_all.py -m "not slow"   # extra arguments go to pytest
 
 Each backend needs its own process (Keras reads KERAS_BACKEND once, at import).
-The last line totals the runs: "N passed, N failed".
+After the runs, a table gives each tier's minutes, its time relative to the
+TensorFlow tier, and the largest peak resident memory of any of its pytest
+workers with the test that set it (from tests/conftest.py's KERAS_VIT_MEMORY_LOG
+lines, Linux only). The last line totals the runs: "N passed, N failed".
 """
 
 import argparse
@@ -13,9 +16,28 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def peak_memory(log_path):
+    """(peak MiB, test) of the worker that peaked highest, from a memory log.
+
+    Each line is one finished test: "pid rss=..MB peak=..MB available=..MB nodeid".
+    A worker's peak (VmHWM) only grows, so the test that set it is the first
+    line of that worker showing its final peak.
+    """
+    best = (0, None)
+    if not os.path.exists(log_path):
+        return best
+    with open(log_path) as f:
+        for line in f:
+            match = re.match(r"(\d+) rss=(\d+)MB peak=(\d+)MB available=\S+ (.*)", line.strip())
+            if match and int(match.group(3)) > best[0]:
+                best = (int(match.group(3)), match.group(4))
+    return best
 
 
 def main():
@@ -25,10 +47,13 @@ def main():
     args, pytest_args = parser.parse_known_args()
     totals = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
     failures = []
+    tiers = {}
+    logs = tempfile.mkdtemp(prefix="keras_vit_memory_")
     for backend in args.backends.split(","):
         start = time.time()
         print(f"\n=== KERAS_BACKEND={backend} ===", flush=True)
-        env = dict(os.environ, KERAS_BACKEND=backend)
+        memory_log = os.path.join(logs, f"{backend}.log")
+        env = dict(os.environ, KERAS_BACKEND=backend, KERAS_VIT_MEMORY_LOG=memory_log)
         command = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", *pytest_args]
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         last = ""
@@ -40,7 +65,9 @@ def main():
         for key in totals:
             match = re.search(rf"(\d+) {key}", last)
             totals[key] += int(match.group(1)) if match else 0
-        print(f"=== {backend}: exit {code} in {time.time() - start:.0f} s ===", flush=True)
+        seconds = time.time() - start
+        tiers[backend] = (seconds, *peak_memory(memory_log))
+        print(f"=== {backend}: exit {code} in {seconds:.0f} s ===", flush=True)
         if code != 0:
             failures.append(backend)
     if not args.no_docs:
@@ -49,6 +76,10 @@ def main():
         code = subprocess.call([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", os.path.join(ROOT, "site")], cwd=ROOT, env=env)
         if code != 0:
             failures.append("docs")
+    print("\ntier        minutes  vs tensorflow  peak worker RSS  test that set it")
+    for backend, (seconds, peak, test) in tiers.items():
+        ratio = f"{seconds / tiers['tensorflow'][0]:.2f}x" if "tensorflow" in tiers else "-"
+        print(f"{backend:11s} {seconds / 60:7.1f}  {ratio:>13s}  {peak / 1024:12.1f} GiB  {test or '-'}")
     if failures:
         print(f"failed: {', '.join(failures)}")
     failed = totals["failed"] + totals["error"]
