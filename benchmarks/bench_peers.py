@@ -41,10 +41,10 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from bench_vit import _best_time  # noqa: E402
 from bench_vit import vit_forward_flops  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -52,14 +52,8 @@ SIZES = (224, 384, 512)
 
 
 def _median_time(fn, steps, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median seconds of `steps` calls after `warmup` calls."""
+    return _best_time(fn, steps, warmup)[1]
 
 
 # ----------------------------------------------------------------------------- workers
