@@ -25,7 +25,9 @@ Works:
 - vit_ti_train: ViT-Ti/16 training step, batch 16, 224 x 224, AdamW +
   cross-entropy (`train_on_batch`; timm: one eager forward/backward/step).
 - vit_b_forward: ViT-B/16 forward, batch 8, 224 x 224, float32
-  (`predict_on_batch`; timm: `torch.inference_mode`).
+  (`predict_on_batch`; timm: `torch.inference_mode`), also as a fraction of
+  the machine's float32 matmul peak, measured in the same run (the best of
+  numpy and each backend on a 4096 x 4096 product, benchmarks/bench_vit.py).
 - vit_b_forward_<size>: ViT-B/16 forward, batch 1, at 224, 384 or 512, whose
   cost is checked against the token-count law: time grows as the FLOPs of
   N = (size / 16)^2 + 1 tokens (linear layers ~ N, attention ~ N^2).
@@ -45,6 +47,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench_vit import _best_time  # noqa: E402
+from bench_vit import _run_worker as _run_matmul_worker  # noqa: E402
 from bench_vit import vit_forward_flops  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -321,6 +324,13 @@ def main():
         parser.error(f"--backends: unknown {unknown}; choose from {', '.join(BACKENDS)}")
 
     results = {"nproc": os.cpu_count(), "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup, "groups": {}}
+    if args.suite in ("vit", "all"):
+        # The machine's float32 matmul peak in this run, for the forward's fraction of it.
+        peaks = {}
+        for framework in ("numpy", *backends):
+            peaks[framework] = _run_matmul_worker(["--worker", "matmul", "--framework", framework], {})["best_gflops"]
+            print(f"matmul peak {framework:10s} {peaks[framework]:7.1f} GFLOP/s (4096 x 4096, float32)", flush=True)
+        results["matmul_gflops"] = peaks
     for group, backend, cases in _cases(args.suite, backends):
         print(f"{group} on {backend}", flush=True)
         measured = {case: [] for case in cases}
@@ -343,6 +353,15 @@ def main():
                 s = entry[f"keras_vit/{impl}"]
                 print(f"  keras_vit / {impl}: {s['median']:.2f}x (rounds {s['min']:.2f}-{s['max']:.2f})", flush=True)
         results["groups"][f"{group}:{backend}"] = entry
+    forward = {b: statistics.median(e["keras_vit:vit_b_forward"]) for g, e in results["groups"].items()
+               for b in [g.split(":")[1]] if g.startswith("vit_b_forward:")}
+    if forward and "matmul_gflops" in results:
+        peak = max(results["matmul_gflops"].values())
+        fastest = max(forward, key=forward.get)
+        gflops = forward[fastest] * vit_forward_flops() / 1e9
+        results["vit_b_forward_fraction_of_peak"] = {"backend": fastest, "gflops": gflops, "fraction": gflops / peak}
+        print(f"keras_vit ViT-B/16 forward on the fastest backend ({fastest}): {gflops:.0f} GFLOP/s, "
+              f"{100 * gflops / peak:.0f}% of the matmul peak ({peak:.0f} GFLOP/s)", flush=True)
     # Across backends: keras_vit's training step on each, relative to the fastest.
     train = {b: statistics.median(e["keras_vit:vit_ti_train"]) for g, e in results["groups"].items()
              for b in [g.split(":")[1]] if g.startswith("vit_ti_train:")}
