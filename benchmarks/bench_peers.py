@@ -94,7 +94,9 @@ def _keras_hub_model(size, image_size):
     return keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=1000, preprocessor=None)
 
 
-def keras_worker(impl, work, steps, warmup):
+def keras_step(impl, work):
+    """`(step, batch, model)`: one call of a ViT work for keras_vit, keras_vit_xla
+    or keras_hub (also what benchmarks/profile_step.py profiles)."""
     import keras
     import numpy as np
 
@@ -112,9 +114,13 @@ def keras_worker(impl, work, steps, warmup):
     )
     if training:
         y = rng.integers(0, 1000, size=(batch,))
-        seconds = _median_time(lambda: model.train_on_batch(x, y), steps, warmup)
-    else:
-        seconds = _median_time(lambda: model.predict_on_batch(x), steps, warmup)
+        return (lambda: model.train_on_batch(x, y)), batch, model
+    return (lambda: model.predict_on_batch(x)), batch, model
+
+
+def keras_worker(impl, work, steps, warmup):
+    step, batch, model = keras_step(impl, work)
+    seconds = _median_time(step, steps, warmup)
     return {"seconds": seconds, "images_per_s": batch / seconds, "params": model.count_params()}
 
 

@@ -31,27 +31,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 
-def _model_and_step(work):
-    import keras
-    import numpy as np
-
-    from bench_peers import _keras_vit_model
-
-    rng = np.random.default_rng(0)
-    if work == "train":
-        model = _keras_vit_model("ti", 224)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(1e-4),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        x = rng.normal(size=(16, 224, 224, 3)).astype("float32")
-        y = rng.integers(0, 1000, size=(16,))
-        return lambda: model.train_on_batch(x, y)
-    model = _keras_vit_model("b", 224)
-    x = rng.normal(size=(8, 224, 224, 3)).astype("float32")
-    return lambda: model.predict_on_batch(x)
-
-
 def _group(name):
     name = re.sub(r"\.\d+$", "", name)  # XLA: copy_bitcast_fusion.46 -> copy_bitcast_fusion
     return name.rsplit(":", 1)[-1]  # TF: scope/op:Type -> Type
@@ -85,8 +64,10 @@ def _xspace_kernels(directory, backend):
 def worker(work, steps, top):
     import keras
 
+    from bench_peers import keras_step
+
     backend = keras.backend.backend()
-    step = _model_and_step(work)
+    step, _, _ = keras_step("keras_vit", {"train": "vit_ti_train", "forward": "vit_b_forward"}[work])
     for _ in range(2):
         step()
     directory = tempfile.mkdtemp(prefix="keras_vit_profile_")

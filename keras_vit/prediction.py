@@ -23,8 +23,8 @@ import numpy as np
 from keras import ops
 
 from keras_vit.utils.files import write_bytes_atomically
-from keras_vit.visualization.figures import save_figure
 from keras_vit.utils.files import write_json_atomically
+from keras_vit.visualization.figures import save_figure
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

@@ -26,17 +26,17 @@ def peak_memory(log_path):
     """(peak MiB, test) of the worker that peaked highest, from a memory log.
 
     Each line is one finished test: "pid rss=..MB peak=..MB available=..MB nodeid".
-    A worker's peak (VmHWM) only grows, so the test that set it is the first
-    line of that worker showing its final peak.
+    A worker's peak (VmHWM) only grows, so the first line showing the highest
+    peak names the test that set it.
     """
     best = (0, None)
     if not os.path.exists(log_path):
         return best
     with open(log_path) as f:
         for line in f:
-            match = re.match(r"(\d+) rss=(\d+)MB peak=(\d+)MB available=\S+ (.*)", line.strip())
-            if match and int(match.group(3)) > best[0]:
-                best = (int(match.group(3)), match.group(4))
+            match = re.match(r"\d+ rss=\d+MB peak=(\d+)MB available=\S+ (.*)", line.strip())
+            if match and int(match.group(1)) > best[0]:
+                best = (int(match.group(1)), match.group(2))
     return best
 
 
@@ -48,11 +48,11 @@ def main():
     totals = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
     failures = []
     tiers = {}
-    logs = tempfile.mkdtemp(prefix="keras_vit_memory_")
+    logs = tempfile.TemporaryDirectory(prefix="keras_vit_memory_")
     for backend in args.backends.split(","):
         start = time.time()
         print(f"\n=== KERAS_BACKEND={backend} ===", flush=True)
-        memory_log = os.path.join(logs, f"{backend}.log")
+        memory_log = os.path.join(logs.name, f"{backend}.log")
         env = dict(os.environ, KERAS_BACKEND=backend, KERAS_VIT_MEMORY_LOG=memory_log)
         command = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", *pytest_args]
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -80,6 +80,7 @@ def main():
     for backend, (seconds, peak, test) in tiers.items():
         ratio = f"{seconds / tiers['tensorflow'][0]:.2f}x" if "tensorflow" in tiers else "-"
         print(f"{backend:11s} {seconds / 60:7.1f}  {ratio:>13s}  {peak / 1024:12.1f} GiB  {test or '-'}")
+    logs.cleanup()
     if failures:
         print(f"failed: {', '.join(failures)}")
     failed = totals["failed"] + totals["error"]
