@@ -11,7 +11,9 @@ as they were costs no copy; on failure the detached variables get them back.
 Other backends never detach values, and this does nothing there.
 
 `fit` is different: its compiled step donates the variables' buffers, so once
-a training step has started they are gone and nothing can be put back. When
+a training step has started they are gone and nothing can be put back (or,
+when the error surfaces after Keras wrote the step's state back, they hold
+arrays that carry the error). When
 `fit` fails on JAX and values were lost, the model is marked, and its next
 call raises a clear error (reload the weights) instead of JAX's
 "Array has been deleted".
@@ -80,8 +82,19 @@ def weights_lost(model, optimizer=False):
     variables = list(model.weights)
     if optimizer and getattr(model, "optimizer", None) is not None:
         variables += list(model.optimizer.variables)
-    for variable in variables:
-        value = variable._value
-        if value is None or (hasattr(value, "is_deleted") and value.is_deleted()):
+    return any(_unusable(variable._value) for variable in variables)
+
+
+def _unusable(value):
+    """A value that is gone (a donated buffer) or that holds the failed
+    step's error: when the error surfaces only after Keras has written the
+    step's (failed) state back into the variables, they hold arrays whose
+    every read raises it again."""
+    if value is None or (hasattr(value, "is_deleted") and value.is_deleted()):
+        return True
+    if hasattr(value, "block_until_ready"):
+        try:
+            value.block_until_ready()
+        except Exception:  # noqa: BLE001  (the failed step's error, carried by its output)
             return True
     return False

@@ -84,6 +84,7 @@ def test_preset_directory_round_trip_and_new_head(reference, tmp_path):
     )
 
 
+@pytest.mark.one_backend("torch", "the names and configs do not depend on the backend")
 def test_preset_names_and_errors(tmp_path):
     assert list_presets("detr") == ["detr_r101", "detr_r101_dc5", "detr_r50", "detr_r50_dc5"]
     with pytest.raises(ValueError, match="closest match is 'detr_r50'"):

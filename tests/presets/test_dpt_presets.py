@@ -214,6 +214,7 @@ def _tiny_config(**kwargs):
     return _config(num_hidden_layers=4, backbone_out_indices=[0, 1, 2, 3], **kwargs)
 
 
+@pytest.mark.one_backend("torch", "the tables and their configs do not depend on the backend")
 def test_tables_and_errors():
     assert {"dpt_large", "dpt_hybrid", "dpt_hybrid_kitti", "dpt_hybrid_nyu", "dpt_large_ade", "dpt_hybrid_ade"} <= set(
         list_presets()

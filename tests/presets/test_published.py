@@ -6,7 +6,6 @@ building full-size models is quickest."""
 
 import gc
 
-import keras
 import pytest
 
 from keras_vit.models.task import Task
@@ -32,9 +31,8 @@ def test_every_preset_has_a_size_and_a_score():
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in ALL])
+@pytest.mark.one_backend("torch", "counts do not depend on the backend")
 def test_parameter_count_is_the_built_models(name, memory_heavy):
-    if keras.backend.backend() != "torch":
-        pytest.skip("counts do not depend on the backend: checked in the torch tier")
     model = Task.from_preset(name, load_weights=False)
     assert model.count_params() == PARAMETERS[name]
     del model

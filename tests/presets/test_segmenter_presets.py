@@ -24,6 +24,7 @@ pytest.importorskip("torch")
 pytest.importorskip("yaml")
 
 
+@pytest.mark.one_backend("torch", "the table and its configs do not depend on the backend")
 def test_table(memory_heavy):
     assert keras_vit.list_presets("segmenter") == [
         "seg_base_8_linear", "seg_base_mask", "seg_large_mask", "seg_small_mask", "seg_tiny_mask"

@@ -50,6 +50,7 @@ def test_every_preset_has_a_reference():
     "name",
     [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in sorted(TIMM_NAMES)],
 )
+@pytest.mark.one_backend("torch", "counts do not depend on the backend")
 def test_parameter_count_equals_timm(name, memory_heavy):
     model = ViT.from_preset(name, load_weights=False)
     assert model.count_params() == _timm_count(name)

@@ -78,6 +78,7 @@ def _weights_digest(path):
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend("torch", "the cache's locks and atomic renames are file operations, the same on every backend")
 def test_processes_racing_on_an_empty_preset_cache(mirror, tmp_path):
     (single,) = _run(mirror, tmp_path / "alone", ["from_preset", ""], 1)
     raced = _run(mirror, tmp_path / "shared", ["from_preset", ""], PROCESSES)
@@ -91,6 +92,7 @@ def test_processes_racing_on_an_empty_preset_cache(mirror, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend("torch", "the cache's locks and atomic renames are file operations, the same on every backend")
 def test_convert_commands_racing_on_one_output_folder(mirror, tmp_path):
     (single,) = _run(mirror, tmp_path / "alone", ["convert", str(tmp_path / "alone_out")], 1)
     raced = _run(mirror, tmp_path / "shared", ["convert", str(tmp_path / "out")], PROCESSES)
