@@ -291,6 +291,15 @@ def _summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def _keras_vit_by_backend(groups, work):
+    """{backend: keras_vit's median images/s} for one work, from the measured groups."""
+    return {
+        group.split(":")[1]: statistics.median(entry[f"keras_vit:{work}"])
+        for group, entry in groups.items()
+        if group.startswith(f"{work}:")
+    }
+
+
 def _scaling_law(rows):
     """Measured time at each size relative to 224, against the FLOP ratio of the token count."""
     law = {}
@@ -359,8 +368,7 @@ def main():
                 s = entry[f"keras_vit/{impl}"]
                 print(f"  keras_vit / {impl}: {s['median']:.2f}x (rounds {s['min']:.2f}-{s['max']:.2f})", flush=True)
         results["groups"][f"{group}:{backend}"] = entry
-    forward = {b: statistics.median(e["keras_vit:vit_b_forward"]) for g, e in results["groups"].items()
-               for b in [g.split(":")[1]] if g.startswith("vit_b_forward:")}
+    forward = _keras_vit_by_backend(results["groups"], "vit_b_forward")
     if forward and "matmul_gflops" in results:
         peak = max(results["matmul_gflops"].values())
         fastest = max(forward, key=forward.get)
@@ -369,8 +377,7 @@ def main():
         print(f"keras_vit ViT-B/16 forward on the fastest backend ({fastest}): {gflops:.0f} GFLOP/s, "
               f"{100 * gflops / peak:.0f}% of the matmul peak ({peak:.0f} GFLOP/s)", flush=True)
     # Across backends: keras_vit's training step on each, relative to the fastest.
-    train = {b: statistics.median(e["keras_vit:vit_ti_train"]) for g, e in results["groups"].items()
-             for b in [g.split(":")[1]] if g.startswith("vit_ti_train:")}
+    train = _keras_vit_by_backend(results["groups"], "vit_ti_train")
     if len(train) > 1:
         fastest = max(train, key=train.get)
         results["vit_ti_train_vs_fastest_backend"] = {b: v / train[fastest] for b, v in train.items()}

@@ -141,5 +141,5 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         marker = item.get_closest_marker("one_backend")
         if marker is not None and marker.args[0] != backend:
-            why = marker.args[1] if len(marker.args) > 1 else "it does not depend on the backend"
-            item.add_marker(pytest.mark.skip(reason=f"{why}: checked in the {marker.args[0]} tier"))
+            name, why = marker.args
+            item.add_marker(pytest.mark.skip(reason=f"{why}: checked in the {name} tier"))

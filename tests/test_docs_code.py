@@ -9,7 +9,6 @@ import glob
 import os
 import re
 
-import keras
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,9 +36,8 @@ def test_every_skipped_block_says_why():
 
 
 @pytest.mark.parametrize("page", PAGES)
+@pytest.mark.one_backend("torch", "the pages' code is backend-independent (the torch tier compiles nothing: quickest)")
 def test_page_code_runs(page, tmp_path, monkeypatch):
-    if keras.backend.backend() != "torch":
-        pytest.skip("the pages' code is backend-independent: it runs in the torch tier (no compilation: quickest)")
     runnable = [code for code, reason in blocks(page) if reason is None]
     if not runnable:
         pytest.skip(f"{page}: every block needs a download or several devices (each says why)")

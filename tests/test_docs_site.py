@@ -24,7 +24,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import keras
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,10 +37,11 @@ def _browser_paths():
     return chromium, driver
 
 
+pytestmark = pytest.mark.one_backend("tensorflow", "the site does not depend on the backend")
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("the site does not depend on the backend: checked in the tensorflow tier")
     chromium, driver_path = _browser_paths()
     missing = [name for name, path in (("chromium", chromium), ("chromedriver", driver_path)) if path is None]
     try:

@@ -13,10 +13,9 @@ Other backends never detach values, and this does nothing there.
 `fit` is different: its compiled step donates the variables' buffers, so once
 a training step has started they are gone and nothing can be put back (or,
 when the error surfaces after Keras wrote the step's state back, they hold
-arrays that carry the error). When
-`fit` fails on JAX and values were lost, the model is marked, and its next
-call raises a clear error (reload the weights) instead of JAX's
-"Array has been deleted".
+arrays that carry the error). When `fit` fails on JAX and values were lost,
+the model is marked, and its next call raises a clear error (reload the
+weights) instead of JAX's "Array has been deleted".
 """
 
 import contextlib

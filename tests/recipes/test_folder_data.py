@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 
-import keras
 import numpy as np
 import pytest
 
@@ -193,9 +192,9 @@ def test_broken_pair_folders_fail_naming_what_is_wrong(tmp_path):
         folder_data.depth(str(tmp_path), {"seed": 0})
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="the folders feed the same tf.data pipelines as tensorflow-datasets, whose recipe runs on tfds' mock "
+@pytest.mark.one_backend(
+    "tensorflow",
+    "the folders feed the same tf.data pipelines as tensorflow-datasets, whose recipe runs on tfds' mock "
     "data are tested on every backend; one backend is enough for the folder readers",
 )
 @pytest.mark.parametrize("recipe", ["classification", "detection", "segmentation", "depth"])
