@@ -54,7 +54,12 @@ def main():
         print(f"\n=== KERAS_BACKEND={backend} ===", flush=True)
         memory_log = os.path.join(logs.name, f"{backend}.log")
         env = dict(os.environ, KERAS_BACKEND=backend, KERAS_VIT_MEMORY_LOG=memory_log)
-        command = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", *pytest_args]
+        # worksteal: a worker that runs out of tests takes some of the other's,
+        # so the tier does not end with one worker idle behind a queue of
+        # minute-long process tests.
+        command = [
+            sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "worksteal", "-p", "no:cacheprovider", *pytest_args
+        ]
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         last = ""
         for line in process.stdout:

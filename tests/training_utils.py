@@ -19,7 +19,9 @@ def gradients(model, x, y, loss_fn):
             out, _ = model.stateless_call(values, non_trainable, x, training=True)
             return loss_fn(y, out)
 
-        return list(jax.grad(compute_loss)(trainable))
+        # Jitted: one compilation, instead of one per operation of the
+        # backward pass run eagerly (DETR: 29 -> 13 s, ViT: 9 -> 3 s).
+        return list(jax.jit(jax.grad(compute_loss))(trainable))
     if backend == "tensorflow":
         import tensorflow as tf
 

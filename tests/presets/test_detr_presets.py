@@ -111,6 +111,11 @@ def _full_reference():
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend(
+    "tensorflow",
+    "download, check, conversion and cache are backend-independent (each backend's DETR numerics are checked "
+    "against transformers on the small configs above)",
+)
 @pytest.mark.parametrize("source", ["original", "transformers"])
 def test_detr_r50_preset_from_each_release_format(source, tmp_path, monkeypatch, memory_heavy):
     """The whole detr_r50 path (download, sha256 prefix check, conversion,

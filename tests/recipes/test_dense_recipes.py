@@ -135,6 +135,9 @@ def test_recipes_refuse_bad_arguments():
         dpt_depth.build_model({**dpt_depth.parse_args(["--smoke"])[0], "num_layers": 3})
 
 
+@pytest.mark.one_backend(
+    "torch", "the tfds reading is tf.data, the same on every backend (the smoke-run tests train each task on each one)"
+)
 def test_ade20k_through_tfds_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     config, _ = segmentation.parse_args(
@@ -151,6 +154,9 @@ def test_ade20k_through_tfds_mock_data(tmp_path):
     assert results["dataset"] == "tfds:scene_parse150" and np.isfinite(results["history"][0]["loss"])
 
 
+@pytest.mark.one_backend(
+    "torch", "the tfds reading is tf.data, the same on every backend (the smoke-run tests train each task on each one)"
+)
 def test_nyu_depth_through_tfds_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     depth_config, _ = dpt_depth.parse_args(

@@ -57,6 +57,9 @@ def test_bad_dataset_name():
         detr_detection.load_data(config)
 
 
+@pytest.mark.one_backend(
+    "torch", "the tfds reading is tf.data, the same on every backend (the smoke-run tests train each task on each one)"
+)
 def test_coco_tfds_path_with_mock_data(tmp_path):
     """The COCO 2017 path through tensorflow-datasets (augmentation, padding,
     masks), on tfds' mock data (no network)."""
