@@ -10,6 +10,7 @@ BACKENDS = {"torch", "jax", "jaxlib", "tensorflow", "timm", "transformers"}
 QUARANTINED = {
     "backend/torch_checkpoint.py", "backend/host_callback.py", "backend/torch_rng.py", "backend/jax_state.py",
     "backend/tf_distribute.py", "backend/torch_distributed.py", "backend/torch_export.py", "backend/tf_saved_model.py",
+    "backend/torch_conv.py",
 }
 
 

@@ -1,6 +1,7 @@
 import keras
 
 from keras_vit.backbones.backbone import Backbone
+from keras_vit.layers.conv2d import Conv2D
 from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_feature_names
 from keras_vit.utils.validation import check_mesh_axes
@@ -42,7 +43,7 @@ def _conv(filters, kernel, strides, dilation, name, dtype):
     if pad:
         layers.append(keras.layers.ZeroPadding2D(pad, dtype=dtype, name=f"{name}_pad"))
     layers.append(
-        keras.layers.Conv2D(
+        Conv2D(
             filters, kernel, strides=strides, dilation_rate=dilation, padding="valid",
             use_bias=False, dtype=dtype, name=name,
         )

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_vit.layers.conv2d import Conv2D
 from keras_vit.ops.interpolation import resize_images
 
 
@@ -34,13 +35,13 @@ class DPTDepthHead(keras.layers.Layer):
         channels = input_shape[-1]
         policy = self.dtype_policy
         if self.add_projection:
-            self.projection = keras.layers.Conv2D(channels, 3, padding="same", dtype=policy, name="projection")
+            self.projection = Conv2D(channels, 3, padding="same", dtype=policy, name="projection")
             self.projection.build(input_shape)
-        self.conv1 = keras.layers.Conv2D(channels // 2, 3, padding="same", dtype=policy, name="conv1")
+        self.conv1 = Conv2D(channels // 2, 3, padding="same", dtype=policy, name="conv1")
         self.conv1.build(input_shape)
-        self.conv2 = keras.layers.Conv2D(32, 3, padding="same", dtype=policy, name="conv2")
+        self.conv2 = Conv2D(32, 3, padding="same", dtype=policy, name="conv2")
         self.conv2.build((None, None, None, channels // 2))
-        self.conv3 = keras.layers.Conv2D(1, 1, dtype=policy, name="conv3")
+        self.conv3 = Conv2D(1, 1, dtype=policy, name="conv3")
         self.conv3.build((None, None, None, 32))
         self.built = True
 

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_vit.layers.conv2d import Conv2D
 from keras_vit.ops.interpolation import resize_images
 
 
@@ -28,8 +29,8 @@ class DPTResidualConvUnit(keras.layers.Layer):
         channels = input_shape[-1]
         policy = self.dtype_policy
         conv = dict(padding="same", use_bias=self.use_bias, dtype=policy)  # 3x3, stride 1: torch padding=1
-        self.conv1 = keras.layers.Conv2D(channels, 3, name="conv1", **conv)
-        self.conv2 = keras.layers.Conv2D(channels, 3, name="conv2", **conv)
+        self.conv1 = Conv2D(channels, 3, name="conv1", **conv)
+        self.conv2 = Conv2D(channels, 3, name="conv2", **conv)
         self.conv1.build(input_shape)
         self.conv2.build(input_shape)
         if self.use_batch_norm:
@@ -95,7 +96,7 @@ class DPTFusionBlock(keras.layers.Layer):
         channels = inputs_shape[-1]
         self.residual1.build(inputs_shape)
         self.residual2.build(inputs_shape)
-        self.projection = keras.layers.Conv2D(channels, 1, dtype=self.dtype_policy, name="projection")
+        self.projection = Conv2D(channels, 1, dtype=self.dtype_policy, name="projection")
         self.projection.build(inputs_shape)
         self.built = True
 

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_vit.backend.gelu import gelu
+from keras_vit.layers.conv2d import Conv2D
 from keras_vit.utils.validation import check_pair
 from keras_vit.utils.validation import check_positive_int
 
@@ -50,14 +51,14 @@ class DPTReassemble(keras.layers.Layer):
         self.readout = readout
         policy = self.dtype_policy
         self.readout_projection = None
-        self.projection = keras.layers.Conv2D(self.filters, 1, dtype=policy, name="projection")
+        self.projection = Conv2D(self.filters, 1, dtype=policy, name="projection")
         if factor > 1:
             self.resample = keras.layers.Conv2DTranspose(
                 self.filters, factor, strides=factor, dtype=policy, name="resample"
             )
         elif factor == 0.5:
             self.padding = keras.layers.ZeroPadding2D(1, dtype=policy, name="padding")  # torch padding=1
-            self.resample = keras.layers.Conv2D(self.filters, 3, strides=2, dtype=policy, name="resample")
+            self.resample = Conv2D(self.filters, 3, strides=2, dtype=policy, name="resample")
         else:
             self.resample = None
 

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_vit.layers.conv2d import Conv2D
 from keras_vit.ops.interpolation import resize_images
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
@@ -34,12 +35,12 @@ class DPTSegmentationHead(keras.layers.Layer):
         policy = self.dtype_policy
         self.norm = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, dtype=policy, name="norm")
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy, name="dropout")
-        self.classifier = keras.layers.Conv2D(self.num_classes, 1, dtype=policy, name="classifier")
+        self.classifier = Conv2D(self.num_classes, 1, dtype=policy, name="classifier")
         self.conv = None
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        self.conv = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False, dtype=self.dtype_policy, name="conv")
+        self.conv = Conv2D(channels, 3, padding="same", use_bias=False, dtype=self.dtype_policy, name="conv")
         self.conv.build(input_shape)
         self.norm.build(input_shape)
         self.classifier.build(input_shape)

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_vit.layers.conv2d import Conv2D
 from keras_vit.utils.validation import check_pair
 from keras_vit.utils.validation import check_positive_int
 
@@ -44,7 +45,7 @@ class PatchEmbedding(keras.layers.Layer):
         self.patch_size = check_pair("patch_size", patch_size)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.projection = keras.layers.Conv2D(
+        self.projection = Conv2D(
             self.hidden_dim,
             kernel_size=self.patch_size,
             strides=self.patch_size,

@@ -1,9 +1,11 @@
 import keras
 from keras import ops
 
+from keras_vit.layers.conv2d import Conv2D
+
 
 @keras.saving.register_keras_serializable(package="keras_vit")
-class StdConv2D(keras.layers.Conv2D):
+class StdConv2D(Conv2D):
     """Conv2D with weight standardisation (Qiao et al., 2019), as in BiT and R50+ViT.
 
     Each output filter is standardised over `(kh, kw, C_in)` before the

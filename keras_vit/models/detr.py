@@ -6,6 +6,7 @@ from keras import ops
 from keras_vit.distribution import replica_count
 from keras_vit.distribution import replica_sum
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
+from keras_vit.layers.conv2d import Conv2D
 from keras_vit.layers.detr_transformer_layers import DETRDecoderLayer
 from keras_vit.layers.detr_transformer_layers import DETREncoderLayer
 from keras_vit.layers.image_preprocessor import IMAGENET_MEAN
@@ -202,7 +203,7 @@ class DETR(Task, keras.Model):
         self.supports_jit = callback_compiles()
 
         policy = self.dtype_policy
-        self.input_projection = keras.layers.Conv2D(self.hidden_dim, 1, dtype=policy, name="input_projection")
+        self.input_projection = Conv2D(self.hidden_dim, 1, dtype=policy, name="input_projection")
         self.position_encoding = SinePositionEncoding(self.hidden_dim // 2, dtype=policy, name="position_encoding")
         layer_args = dict(dropout_rate=self.dropout_rate, dtype=policy)
         self.encoder = [

@@ -19,6 +19,7 @@ import numpy as np
 from keras import ops
 
 from keras_vit.backbones.vit_backbone import ViTBackbone
+from keras_vit.layers.conv2d import Conv2D
 from keras_vit.layers.dpt_depth_head import DPTDepthHead
 from keras_vit.layers.dpt_fusion import DPTFusionBlock
 from keras_vit.layers.dpt_reassemble import DPTReassemble
@@ -68,7 +69,7 @@ def dpt_fused_features(
             x = DPTReassemble(width, factor, grid, readout=readout, dtype=dtype, name=f"reassemble_{index}")(x)
         elif x.shape[-1] != width:  # a ResNet stage map goes in as it is (DPT-Hybrid)
             raise ValueError(f"tap {tap!r} has {x.shape[-1]} channels but neck_widths[{index}]={width}.")
-        x = keras.layers.Conv2D(
+        x = Conv2D(
             fusion_width, 3, padding="same", use_bias=False, dtype=dtype, name=f"neck_conv_{index}"
         )(x)
         maps.append(x)
