@@ -201,6 +201,7 @@ def detr_worker(impl, work, steps, warmup):
         else:
             seconds = _median_time(lambda: model.predict_on_batch(images), steps, warmup)
         params = model.count_params()
+        trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     else:
         _torchvision_shim()
         import torch
@@ -237,7 +238,8 @@ def detr_worker(impl, work, steps, warmup):
 
         seconds = _median_time(step, steps, warmup)
         params = sum(p.numel() for p in model.parameters())
-    return {"seconds": seconds, "images_per_s": batch / seconds, "params": params}
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"seconds": seconds, "images_per_s": batch / seconds, "params": params, "trainable_params": trainable}
 
 
 def worker(impl, work, steps, warmup):
@@ -263,7 +265,8 @@ def _run_case(backend, impl, work, steps, warmup):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     print(
         f"  {backend:10s} {impl:12s} {work:18s} {result['images_per_s']:8.3f} img/s "
-        f"({1000 * result['seconds']:.0f} ms/step, peak RSS {result['peak_rss_mib']:.0f} MiB)",
+        f"({1000 * result['seconds']:.0f} ms/step, peak RSS {result['peak_rss_mib']:.0f} MiB"
+        + (f", {result['trainable_params']:,} trainable" if work == "detr_train" else "") + ")",
         flush=True,
     )
     return result
