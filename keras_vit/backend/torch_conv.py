@@ -28,9 +28,8 @@ def conv2d(inputs, kernel, strides, padding, dilation_rate, data_format):
         )
     import torch
 
-    x = keras.ops.convert_to_tensor(inputs).permute(0, 3, 1, 2)
-    if not x.is_contiguous(memory_format=torch.channels_last):
-        x = x.contiguous(memory_format=torch.channels_last)
+    # A no-op for a contiguous NHWC input; one copy for a strided view.
+    x = keras.ops.convert_to_tensor(inputs).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
     # (kh, kw, in / groups, out) -> torch's (out, in / groups, kh, kw), channels-last like the input.
     w = keras.ops.convert_to_tensor(kernel).permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
     groups = x.shape[1] // w.shape[1]
