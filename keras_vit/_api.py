@@ -4,6 +4,7 @@ from keras_vit import callbacks
 from keras_vit import distribution
 from keras_vit import layers
 from keras_vit import ops
+from keras_vit import tuning
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
 from keras_vit.backbones.vit_backbone import ViTBackbone
 from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
@@ -30,4 +31,5 @@ __all__ = [
     "list_presets",
     "ops",
     "preset_cache_dir",
+    "tuning",
 ]

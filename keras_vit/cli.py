@@ -25,6 +25,13 @@ COMMANDS = {
         ["keras-vit train", "keras-vit train --epochs 5 --output runs/digits",
          "keras-vit train --dataset folder:~/flowers --image-size 224 --patch-size 16"],
     ),
+    "finetune": (
+        "recipes.finetune",
+        "fine-tune a classification preset (full, linear, partial, bias, adapter, lora, vpt; layer decay)",
+        ["keras-vit finetune runs/vit_classification/preset --method linear",
+         "keras-vit finetune vit_b16 --dataset folder:~/flowers --method vpt --prompts 50 --deep",
+         "keras-vit finetune vit_s16 --dataset tfds:cifar10 --method lora+bias --rank 8 --save-delta"],
+    ),
     "detect": (
         "recipes.detr_detection",
         "train and evaluate DETR (generated shapes, tfds:coco/2017 or a COCO folder)",

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 import keras_vit
+from keras_vit import tuning
 from keras_vit.data.shapes import SHAPE_CLASSES
 from keras_vit.data.shapes import make_shapes
 from keras_vit.metrics import coco_evaluate
@@ -57,7 +58,8 @@ CONFIG = {
     "dropout_rate": 0.0,
     "epochs": 40,
     "batch_size": 32,
-    "learning_rate": 5e-4,
+    "learning_rate": 5e-4,  # from scratch; 1e-4 from a preset (DETR's fine-tuning)
+    "backbone_learning_rate": 1e-5,  # from a preset only
     "weight_decay": 1e-4,
     "clip_norm": 0.1,
     "eval_every": 5,
@@ -261,11 +263,16 @@ def _run(config, output_dir, verbose, plan):
         )
     else:
         schedule = config["learning_rate"]
-    model.compile(
-        optimizer=keras.optimizers.AdamW(
-            schedule, weight_decay=config["weight_decay"], global_clipnorm=config["clip_norm"]
+    if config["preset"]:
+        # Fine-tuning as the original: the stem and layer1 frozen (every
+        # BatchNorm already is), the backbone at a tenth of the learning rate.
+        model = tuning.prepare(model, "full")
+        optimizer = tuning.detr_finetuning_optimizer(
+            model, schedule, config["backbone_learning_rate"], config["weight_decay"], config["clip_norm"]
         )
-    )
+    else:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], global_clipnorm=config["clip_norm"])
+    model.compile(optimizer=optimizer)
     evaluation = PeriodicEvaluation(
         lambda m: evaluate(m, test, config["batch_size"] * 4)[0], config["eval_every"],
         lambda row: f"AP {row['AP']:.3f}, AP50 {row['AP50']:.3f}",
@@ -302,10 +309,13 @@ def parse_args(argv=None, **parser_options):
             "image_size", "num_train", "num_test", "max_objects", "hidden_dim", "num_heads", "encoder_layers",
             "decoder_layers", "ffn_dim", "num_queries", "epochs", "batch_size", "eval_every", "seed",
         ),
-        float_keys=("learning_rate", "weight_decay", "clip_norm", "dropout_rate"),
+        float_keys=("learning_rate", "backbone_learning_rate", "weight_decay", "clip_norm", "dropout_rate"),
     )
     args = parser.parse_args(argv)
-    return config_from_args(args, CONFIG, SMOKE), args.output
+    config = config_from_args(args, CONFIG, SMOKE)
+    if args.preset and args.learning_rate is None:
+        config["learning_rate"] = 1e-4  # DETR's fine-tuning rate for the transformer
+    return config, args.output
 
 
 def main(argv=None, **parser_options):

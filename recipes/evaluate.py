@@ -83,7 +83,8 @@ def _check_classes(model_classes, data_classes, config):
     if model_classes != data_classes:
         raise ValueError(
             f"The preset predicts {model_classes} classes and {config['dataset']} has {data_classes}: evaluate it on "
-            "a dataset with its classes (or fine-tune it first: keras-vit train/detect/segment --preset ...)."
+            "a dataset with its classes (or fine-tune it first: keras-vit finetune PRESET for a classifier, keras-vit "
+            "detect/depth/segment --preset PRESET for the others)."
         )
 
 

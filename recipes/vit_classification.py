@@ -67,10 +67,18 @@ def load_data(config):
     from recipes import folder_data
 
     dataset = config["dataset"]
-    if dataset == "digits":
+    classes = digit_classes(dataset)
+    if classes is not None:
         (x, y), (x_test, y_test) = load_digits(image_size=config["image_size"], seed=config["seed"])
-        # Raw pixels in [0, 255], as every preset takes them (keras-vit predict reads image files).
-        return (x * 255.0, y), (x_test * 255.0, y_test), 10, 1
+        train_mask, test_mask = np.isin(y, classes), np.isin(y_test, classes)
+        # Raw pixels in [0, 255], as every preset takes them (keras-vit predict
+        # reads image files); labels from 0 for a range of digits.
+        return (
+            (x[train_mask] * 255.0, y[train_mask] - classes[0]),
+            (x_test[test_mask] * 255.0, y_test[test_mask] - classes[0]),
+            len(classes),
+            1,
+        )
     if dataset.startswith("tfds:"):
         return _load_tfds(dataset[len("tfds:"):], config)
     folder = folder_data.parse(dataset)
@@ -79,8 +87,24 @@ def load_data(config):
         train, test = pipeline(train, test, config)
         return train, test, len(class_names), channels
     raise ValueError(
-        f"dataset must be 'digits', 'tfds:NAME' or 'folder:PATH'. Received: dataset={dataset!r}"
+        f"dataset must be 'digits', 'digits:A-B', 'tfds:NAME' or 'folder:PATH'. Received: dataset={dataset!r}"
     )
+
+
+def digit_classes(dataset):
+    """The digit classes of `digits` (0-9) or `digits:A-B` (e.g. `digits:5-9`),
+    or None for other datasets; a ValueError for a malformed range."""
+    if dataset == "digits":
+        return list(range(10))
+    if not dataset.startswith("digits:"):
+        return None
+    try:
+        first, last = (int(part) for part in dataset[len("digits:"):].split("-"))
+    except ValueError:
+        first = last = None
+    if first is None or not 0 <= first < last <= 9:
+        raise ValueError(f"dataset digits:A-B needs 0 <= A < B <= 9, e.g. digits:5-9. Received: dataset={dataset!r}")
+    return list(range(first, last + 1))
 
 
 def _load_tfds(name, config):

@@ -64,7 +64,7 @@ def test_no_command_unknown_commands_and_bad_global_options(capsys):
     assert "keras-vit: error: a command is required" in err
     assert cli.main(["nope"]) == 2
     assert capsys.readouterr().err.splitlines()[0] == (
-        "keras-vit: error: unknown command 'nope'; commands: train, detect, depth, segment, predict, evaluate, convert, export, benchmark, presets"
+        "keras-vit: error: unknown command 'nope'; commands: train, finetune, detect, depth, segment, predict, evaluate, convert, export, benchmark, presets"
     )
     assert cli.main(["trian"]) == 2
     assert "unknown command 'trian' (did you mean 'train'?)" in capsys.readouterr().err

@@ -7,11 +7,14 @@ from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.resnet_stem import ResNetStem
 from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
+from keras_vit.tuning.prompts import PromptTokenRemoval
+from keras_vit.tuning.prompts import VisualPrompts
 from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_feature_names
 from keras_vit.utils.validation import check_image_batch
 from keras_vit.utils.validation import check_image_shape
 from keras_vit.utils.validation import check_model_kwargs
+from keras_vit.utils.validation import check_non_negative_int
 from keras_vit.utils.validation import check_pair
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
@@ -58,6 +61,16 @@ class ViTBackbone(Backbone, keras.Model):
         use_class_token: bool; without it pool with `"gap"`.
         hybrid_layers: None for a plain ViT, or the number of bottleneck blocks
             per ResNet stage, e.g. `(3, 4, 9)`.
+        num_prompts: int >= 0, Visual Prompt Tuning's P prompt tokens (Jia
+            et al., 2022), placed after the position embedding between the
+            class token and the patches and removed after the last block, so
+            the output and every published feature keep the layout without
+            prompts. 0: none. Set by `keras_vit.tuning.prepare(model, "vpt")`.
+        deep_prompts: bool, VPT-deep: every block after the first gets its
+            own prompts, replacing the previous block's prompt outputs.
+        prompt_dropout: float in [0, 1), dropout on the prompts in training.
+        adapter_reduction: None, or r: a bottleneck adapter of width D / r
+            after every block's MLP (`keras_vit.tuning.prepare(model, "adapter")`).
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
 
     Call arguments:
@@ -90,6 +103,10 @@ class ViTBackbone(Backbone, keras.Model):
         qkv_bias=True,
         use_class_token=True,
         hybrid_layers=None,
+        num_prompts=0,
+        deep_prompts=False,
+        prompt_dropout=0.0,
+        adapter_reduction=None,
         dtype=None,
         **kwargs,
     ):
@@ -112,6 +129,13 @@ class ViTBackbone(Backbone, keras.Model):
         dropout_rate = check_rate("dropout_rate", dropout_rate)
         attention_dropout_rate = check_rate("attention_dropout_rate", attention_dropout_rate)
         drop_path_rate = check_rate("drop_path_rate", drop_path_rate)
+        num_prompts = check_non_negative_int("num_prompts", num_prompts)
+        prompt_dropout = check_rate("prompt_dropout", prompt_dropout)
+        if deep_prompts and not num_prompts:
+            raise ValueError(
+                "deep_prompts=True needs prompts: set num_prompts > 0. "
+                f"Received: num_prompts={num_prompts}, deep_prompts={deep_prompts!r}"
+            )
         grid_size = (
             image_shape[0] // (patch_size[0] * stem_stride),
             image_shape[1] // (patch_size[1] * stem_stride),
@@ -154,6 +178,7 @@ class ViTBackbone(Backbone, keras.Model):
                 layer_norm_epsilon=layer_norm_epsilon,
                 gelu_approximate=gelu_approximate,
                 qkv_bias=qkv_bias,
+                adapter_reduction=adapter_reduction,
                 dtype=dtype,
                 name=f"block_{i}",
             )
@@ -162,6 +187,15 @@ class ViTBackbone(Backbone, keras.Model):
         encoder_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=dtype, name="encoder_norm"
         )
+        # prompts[i]: the prompt layer before block i (VPT-shallow: block 0 only).
+        prompts, prompt_removal = {}, None
+        if num_prompts:
+            for i in range(num_layers if deep_prompts else 1):
+                prompts[i] = VisualPrompts(
+                    num_prompts, num_prefix_tokens, (patch_size[0] * stem_stride, patch_size[1] * stem_stride),
+                    replace=i > 0, dropout_rate=prompt_dropout, dtype=dtype, name=f"prompts_{i}",
+                )
+            prompt_removal = PromptTokenRemoval(num_prompts, num_prefix_tokens, dtype=dtype, name="prompt_removal")
 
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
@@ -175,10 +209,12 @@ class ViTBackbone(Backbone, keras.Model):
         if class_token is not None:
             x = class_token(x)
         x = embedding_dropout(position_embedding(x))
-        for block in blocks:
+        for i, block in enumerate(blocks):
+            if i in prompts:
+                x = prompts[i](x)
             x = block(x)
-            features[block.name] = x
-        x = encoder_norm(x)
+            features[block.name] = x if prompt_removal is None else prompt_removal(x)
+        x = encoder_norm(features[blocks[-1].name])
         features["encoder_norm"] = x
         super().__init__(inputs=inputs, outputs=x, dtype=dtype, **kwargs)
 
@@ -198,6 +234,10 @@ class ViTBackbone(Backbone, keras.Model):
         self.qkv_bias = qkv_bias
         self.use_class_token = use_class_token
         self.hybrid_layers = hybrid_layers
+        self.num_prompts = num_prompts
+        self.deep_prompts = bool(deep_prompts)
+        self.prompt_dropout = prompt_dropout
+        self.adapter_reduction = adapter_reduction
         self.stem_stride = stem_stride
         self._embedding_layers = [layer.name for layer, _ in cnn_layers] + ["patch_embedding"]
         self.grid_size = grid_size
@@ -251,9 +291,13 @@ class ViTBackbone(Backbone, keras.Model):
         x = self.get_layer("embedding_dropout")(x, training=training)
         attention = {}
         for i in range(self.num_layers):
+            if self.num_prompts and (i == 0 or self.deep_prompts):
+                x = self.get_layer(f"prompts_{i}")(x, training=training)
             x, attention[f"block_{i}"] = self.get_layer(f"block_{i}")(
                 x, training=training, return_attention_scores=True
             )
+        if self.num_prompts:
+            x = self.get_layer("prompt_removal")(x)
         return {"tokens": self.get_layer("encoder_norm")(x), "attention": attention}
 
     @staticmethod
@@ -308,6 +352,14 @@ class ViTBackbone(Backbone, keras.Model):
             "use_class_token": self.use_class_token,
             "hybrid_layers": self.hybrid_layers,
         }
+        # Written only when set, so presets saved before fine-tuning existed
+        # and those of untuned models keep their config.json.
+        if self.num_prompts:
+            config.update(
+                num_prompts=self.num_prompts, deep_prompts=self.deep_prompts, prompt_dropout=self.prompt_dropout
+            )
+        if self.adapter_reduction is not None:
+            config["adapter_reduction"] = self.adapter_reduction
         return config
 
     @classmethod

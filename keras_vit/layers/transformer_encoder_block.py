@@ -4,6 +4,7 @@ from keras_vit.backend.gelu import gelu
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.layer_scale import LayerScale
 from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
+from keras_vit.tuning.adapters import BottleneckAdapter
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
 
@@ -30,6 +31,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         gelu_approximate: bool. True: tanh GELU (original JAX ViT); False: exact
             erf GELU (timm, transformers).
         qkv_bias: bool, bias on the query/key/value projection.
+        adapter_reduction: None, or an int r: a `BottleneckAdapter` of width
+            D / r after the MLP (the fine-tuning method `"adapter"` of
+            `keras_vit.tuning.prepare` sets it); it starts as the identity.
 
     Call arguments:
         tokens: `(B, N, D)`.
@@ -57,6 +61,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         layer_norm_epsilon=1e-6,
         gelu_approximate=False,
         qkv_bias=True,
+        adapter_reduction=None,
         seed=None,
         **kwargs,
     ):
@@ -88,6 +93,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.gelu_approximate = bool(gelu_approximate)
         self.qkv_bias = bool(qkv_bias)
+        self.adapter_reduction = (
+            None if adapter_reduction is None else check_positive_int("adapter_reduction", adapter_reduction)
+        )
         self.seed = seed
 
         policy = self.dtype_policy
@@ -115,6 +123,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         else:
             self.layer_scale1 = LayerScale(layer_scale_init, dtype=policy, name="ls1")
             self.layer_scale2 = LayerScale(layer_scale_init, dtype=policy, name="ls2")
+        self.adapter = None
+        if self.adapter_reduction is not None:
+            self.adapter = BottleneckAdapter(self.hidden_dim, self.adapter_reduction, dtype=policy, name="adapter")
 
     def build(self, input_shape):
         if input_shape[-1] is not None and input_shape[-1] != self.hidden_dim:
@@ -130,6 +141,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
         for layer_scale in (self.layer_scale1, self.layer_scale2):
             if layer_scale is not None:
                 layer_scale.build(input_shape)
+        if self.adapter is not None:
+            self.adapter.build(input_shape)
 
     def _scale(self, layer_scale, x):
         return x if layer_scale is None else layer_scale(x)
@@ -150,6 +163,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
         y = gelu(y, approximate=self.gelu_approximate)  # exportable to ONNX from every backend
         y = self.dropout(y, training=training)
         y = self.dropout(self.fc2(y), training=training)
+        if self.adapter is not None:
+            y = self.adapter(y)
         x = x + self.drop_path(self._scale(self.layer_scale2, y), training=training)
         if return_attention_scores:
             return x, scores
@@ -169,6 +184,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "gelu_approximate": self.gelu_approximate,
                 "qkv_bias": self.qkv_bias,
+                "adapter_reduction": self.adapter_reduction,
                 "seed": self.seed,
             }
         )

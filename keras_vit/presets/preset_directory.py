@@ -167,6 +167,21 @@ def _fingerprint(array):
     return array.shape, array.dtype.str, hashlib.sha1(array.tobytes()).hexdigest()
 
 
+def _saved_values(model):
+    """The values Keras writes for `model`'s weights: a layer with LoRA
+    enabled (`keras_vit.tuning.prepare(model, "lora")`) saves its kernel with
+    the LoRA update merged in, and not the factors."""
+    merged, factors = {}, set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if getattr(layer, "lora_enabled", False):
+            merged[id(layer._kernel)] = layer
+            factors |= {id(layer.lora_kernel_a), id(layer.lora_kernel_b)}
+    for variable in model.weights:
+        if id(variable) in factors:
+            continue
+        yield merged[id(variable)].kernel if id(variable) in merged else variable.value
+
+
 def verify_weights_file(model, path):
     """Reads a just-written weights file back and compares it with the model's values.
 
@@ -176,7 +191,7 @@ def verify_weights_file(model, path):
     weights, such as dropout seeds).
     """
     stored = collections.Counter(_fingerprint(a) for a in _h5_arrays(path))
-    expected = collections.Counter(_fingerprint(keras.ops.convert_to_numpy(v.value)) for v in model.weights)
+    expected = collections.Counter(_fingerprint(keras.ops.convert_to_numpy(v)) for v in _saved_values(model))
     missing = sum((expected - stored).values())
     if missing:
         raise OSError(

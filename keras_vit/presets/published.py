@@ -11,6 +11,9 @@ datasets cannot be downloaded here).
 - ViT, DeiT and the hybrids: ImageNet-1k validation top-1 of the same timm
   weights at the preset's resolution, from timm's `results/results-imagenet.csv`
   (commit aa4b585). ViT-H/14 (orig_in21k) has no ImageNet-1k head, so no score.
+  The pre-training presets (`*_in21k`, `vit_b16_mae`) quote what their
+  authors report after fine-tuning on ImageNet-1k (the google-research
+  vision_transformer README; the MAE paper).
 - DETR: COCO val2017 box AP from the DETR repository's README.
 - DPT: the DPT repository's `EVALUATION.md` (KITTI, NYUv2) and the paper's
   ADE20K table (DPT-Hybrid 49.02 mIoU; DPT-Large 47.63). The MiDaS 3.0
@@ -50,9 +53,16 @@ PARAMETERS = {
     "vit_s16": 22_050_664,
     "vit_s32": 22_878_952,
     "vit_ti16": 5_717_416,
+    "vit_ti16_in21k": 9_740_115,
+    "vit_s16_in21k": 30_075_219,
+    "vit_b16_in21k": 102_595_923,
+    "vit_l16_in21k": 325_690_707,
+    "vit_b16_orig_in21k": 85_798_656,
+    "vit_b16_mae": 85_798_656,
 }
 
 _TIMM = "timm results-imagenet.csv"
+_AUGREG = "vision_transformer README (AugReg i21k -> ImageNet at 384)"
 PUBLISHED = {
     "vit_ti16": ("ImageNet top-1 75.45", _TIMM),
     "vit_s16": ("ImageNet top-1 81.40", _TIMM),
@@ -63,6 +73,12 @@ PUBLISHED = {
     "vit_l16": ("ImageNet top-1 85.86", _TIMM),
     "vit_l32": ("ImageNet top-1 81.51", _TIMM),
     "vit_h14": ("", "no ImageNet-1k head in the release"),
+    "vit_ti16_in21k": ("ImageNet top-1 78.22 fine-tuned at 384", _AUGREG),
+    "vit_s16_in21k": ("ImageNet top-1 83.73 fine-tuned at 384", _AUGREG),
+    "vit_b16_in21k": ("ImageNet top-1 85.49 fine-tuned at 384", _AUGREG),
+    "vit_l16_in21k": ("ImageNet top-1 85.59 fine-tuned at 384", _AUGREG),
+    "vit_b16_orig_in21k": ("ImageNet top-1 84.53 fine-tuned at 384", "vision_transformer README (ViT-B/16, i21k)"),
+    "vit_b16_mae": ("ImageNet top-1 83.6 fine-tuned", "MAE paper (He et al., CVPR 2022), ViT-B"),
     "deit_ti16": ("ImageNet top-1 72.19", _TIMM),
     "deit_s16": ("ImageNet top-1 79.86", _TIMM),
     "deit_b16": ("ImageNet top-1 81.98", _TIMM),

@@ -132,15 +132,18 @@ def override_by_signature(cls, config, kwargs, retargets=()):
     return native, {**copy.deepcopy(native), **later}
 
 
+def relative_path(model, variable):
+    """A variable's path below its model, the same in every build of the
+    model: subclassed models' paths start with the model's (numbered) name,
+    functional models' with the layer's."""
+    prefix = model.name + "/"
+    return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.path
+
+
 def transfer_by_path(source, target):
     """A family `transfer`: copies every variable whose path (below the model
     name) and shape match; returns how many were copied."""
-    def key(model, variable):
-        # Subclassed models' paths start with the model's name, functional
-        # models' with the layer's.
-        prefix = model.name + "/"
-        return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.path
-
+    key = relative_path
     by_path = {key(source, v): v for v in source.weights}
     if len(by_path) != len(source.weights):
         raise ValueError(f"{source.name} has variables with the same path; weights cannot be matched by path.")

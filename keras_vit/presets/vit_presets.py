@@ -15,6 +15,8 @@ import copy
 import inspect
 import os
 
+import numpy as np
+
 from keras_vit.presets.registry import PresetFamily
 from keras_vit.presets.registry import register_family
 from keras_vit.presets.registry import serialized
@@ -119,6 +121,48 @@ VIT_PRESETS = {
         "timm/vit_huge_patch14_224.orig_in21k",
         "ViT-H/14, ImageNet-21k pre-trained (original release); the checkpoint has "
         "no classifier, so the 1000-class head starts untrained.",
+    ),
+    # Pre-training checkpoints people fine-tune from: ImageNet-21k (21,843
+    # classes) with its head, the original in21k B/16 that VPT starts from
+    # (released without a head), and MAE's self-supervised ViT-B/16 (no head).
+    "vit_ti16_in21k": _preset(
+        "Ti", 16, 224,
+        "timm/vit_tiny_patch16_224.augreg_in21k",
+        "ViT-Ti/16, ImageNet-21k pre-trained (AugReg), with its 21,843-class head: a starting point for fine-tuning.",
+        classifier={"num_classes": 21843},
+    ),
+    "vit_s16_in21k": _preset(
+        "S", 16, 224,
+        "timm/vit_small_patch16_224.augreg_in21k",
+        "ViT-S/16, ImageNet-21k pre-trained (AugReg), with its 21,843-class head: a starting point for fine-tuning.",
+        classifier={"num_classes": 21843},
+    ),
+    "vit_b16_in21k": _preset(
+        "B", 16, 224,
+        "timm/vit_base_patch16_224.augreg_in21k",
+        "ViT-B/16, ImageNet-21k pre-trained (AugReg), with its 21,843-class head: a starting point for fine-tuning.",
+        classifier={"num_classes": 21843},
+    ),
+    "vit_l16_in21k": _preset(
+        "L", 16, 224,
+        "timm/vit_large_patch16_224.augreg_in21k",
+        "ViT-L/16, ImageNet-21k pre-trained (AugReg), with its 21,843-class head: a starting point for fine-tuning.",
+        classifier={"num_classes": 21843},
+    ),
+    "vit_b16_orig_in21k": _preset(
+        "B", 16, 224,
+        "timm/vit_base_patch16_224.orig_in21k",
+        "ViT-B/16, ImageNet-21k pre-trained (original release; the backbone of the VPT paper); released "
+        "without a classifier, so the model returns the class token's features (num_classes=0).",
+        classifier={"num_classes": 0},
+    ),
+    "vit_b16_mae": _preset(
+        "B", 16, 224,
+        "timm/vit_base_patch16_224.mae",
+        "ViT-B/16 pre-trained with MAE (masked autoencoding, ImageNet-1k, no labels); no classifier "
+        "(num_classes=0): fine-tune it, e.g. with layer decay 0.65 as the MAE paper.",
+        preprocessing="imagenet",
+        classifier={"num_classes": 0},
     ),
     # DeiT (Touvron et al., 2021): ViT architecture trained on ImageNet-1k only,
     # with ImageNet mean/std preprocessing.
@@ -251,8 +295,9 @@ def transfer_weights(source, target, method="bicubic", align_corners=False, anti
     `resample_abs_pos_embed`, `antialias=False` gives transformers'
     `interpolate_pos_encoding`, and `method="bilinear", align_corners=True,
     antialias=False` the original ViT code. The head is copied only when its
-    shape matches (else it keeps its fresh initialisation, as when fine-tuning
-    on new classes).
+    shape matches; a head for a new class count starts at zero, as the ViT
+    paper fine-tunes (`keras_vit.tuning.prepare(..., head_initializer=...)`
+    re-initialises it otherwise).
     """
     for layer in source.backbone.layers:
         if not layer.weights:
@@ -271,6 +316,8 @@ def transfer_weights(source, target, method="bicubic", align_corners=False, anti
         shapes = [tuple(w.shape) for w in layer.weights]
         if shapes == [tuple(w.shape) for w in target_layer.weights]:
             target_layer.set_weights(layer.get_weights())
+        elif name == "head":
+            target_layer.set_weights([np.zeros(tuple(w.shape), w.dtype) for w in target_layer.weights])
 
 
 def _set_weights(layer, target_layer):

@@ -16,6 +16,14 @@ def check_positive_int(name, value):
     return int(value)
 
 
+def check_non_negative_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 0. Received: {name}={value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be an integer >= 0. Received: {name}={value!r}")
+    return int(value)
+
+
 def check_rate(name, value):
     """A probability in [0, 1): dropout, attention dropout, drop path."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

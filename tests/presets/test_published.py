@@ -19,6 +19,7 @@ ALL = sorted(name for family in registry.families() for name in registry.list_pr
 LARGE = {
     "vit_h14", "vit_l16", "vit_l32", "dpt_large", "dpt_large_ade", "seg_large_mask",
     "detr_r101", "detr_r50_dc5", "detr_r101_dc5", "dpt_hybrid_kitti", "dpt_hybrid_nyu",
+    "vit_l16_in21k", "vit_b16_in21k", "vit_b16_orig_in21k",
 }
 
 

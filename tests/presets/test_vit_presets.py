@@ -30,13 +30,22 @@ TIMM_NAMES = {
     "r50_vit_b16": "vit_base_r50_s16_384",
     "r26_vit_s32": "vit_small_r26_s32_224",
     "r_vit_ti16": "vit_tiny_r_s16_p8_224",
+    "vit_ti16_in21k": "vit_tiny_patch16_224",
+    "vit_s16_in21k": "vit_small_patch16_224",
+    "vit_b16_in21k": "vit_base_patch16_224",
+    "vit_l16_in21k": "vit_large_patch16_224",
+    "vit_b16_orig_in21k": "vit_base_patch16_224",
+    "vit_b16_mae": "vit_base_patch16_224",
 }
-LARGE = {"vit_l16", "vit_l32", "vit_h14", "r50_vit_b16"}
+LARGE = {"vit_l16", "vit_l32", "vit_h14", "r50_vit_b16", "vit_l16_in21k", "vit_b16_in21k", "vit_b16_orig_in21k"}
 
 
 def _timm_count(name):
     with torch.device("meta"):
-        model = timm.create_model(TIMM_NAMES[name], pretrained=False, num_classes=1000)
+        # the preset's class count: 21,843 for the in21k heads, 0 for the headless releases
+        model = timm.create_model(
+            TIMM_NAMES[name], pretrained=False, num_classes=VIT_PRESETS[name]["classifier"]["num_classes"]
+        )
     return sum(p.numel() for p in model.parameters())
 
 

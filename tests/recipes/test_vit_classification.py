@@ -52,7 +52,7 @@ def test_smoke_run_writes_everything(tmp_path):
 
 def test_bad_dataset_name():
     config, _ = vit_classification.parse_args(["--smoke", "--dataset", "mnist"])
-    with pytest.raises(ValueError, match=r"dataset must be 'digits', 'tfds:NAME' or 'folder:PATH'.*'mnist'"):
+    with pytest.raises(ValueError, match=r"dataset must be 'digits', 'digits:A-B', 'tfds:NAME' or 'folder:PATH'.*'mnist'"):
         vit_classification.load_data(config)
 
 
