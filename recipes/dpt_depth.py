@@ -156,6 +156,12 @@ def evaluate(model, test, config, constant=None, verbose=False):
             model, images, config["batch_size"] * 4
         )
         metric.update_state(depth, prediction)
+    if metric.evaluated_images == 0:
+        raise ValueError(
+            f"No test image has a depth inside [min_depth, max_depth] = [{config['min_depth']}, {config['max_depth']}]: "
+            "nothing can be measured. Check the depth scale (--depth-png-scale for PNG folders) or set "
+            "--min-depth/--max-depth to the data's range."
+        )
     return {k: float(v) for k, v in metric.result().items()}
 
 

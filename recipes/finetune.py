@@ -32,13 +32,13 @@ from recipes.common import add_run_arguments
 from recipes.common import config_from_args
 from recipes.common import dtype_policy
 from recipes.common import finish_run
-from recipes.common import fit_crash_safe
 from recipes.common import recipe_main
 from recipes.common import recipe_parser
 from recipes.common import run_distributed
 from recipes.common import training_curve_figure
-from recipes.vit_classification import _evaluate_arrays
+from recipes.vit_classification import cosine_adamw
 from recipes.vit_classification import digit_classes
+from recipes.vit_classification import fit_and_evaluate
 from recipes.vit_classification import load_data as classification_data
 from recipes.vit_classification import pipeline
 
@@ -169,14 +169,12 @@ def build_model(config, num_classes):
 
 
 def make_optimizer(config, model, total, warmup):
+    """The classification recipe's AdamW, or the ViT paper's SGD; with
+    layer-wise learning-rate decay when asked."""
     if config["optimizer"] == "sgd":
         optimizer = tuning.vit_finetuning_optimizer(total, config["learning_rate"], warmup_steps=warmup)
     else:
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else config["learning_rate"], total - warmup,
-            warmup_target=config["learning_rate"] if warmup else None, warmup_steps=warmup,
-        )
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], global_clipnorm=1.0)
+        optimizer = cosine_adamw(config, model, total, warmup)
     if config["layer_decay"] is not None:
         optimizer = tuning.layer_decay(optimizer, model, config["layer_decay"])
     return optimizer
@@ -206,25 +204,7 @@ def _run(config, output_dir, verbose, plan):
     train, test, num_classes = load_data(config, size[0], channels)
     model = build_model(config, num_classes)
     tuned = tuning.summary(model, print_fn=print if verbose else None)
-
-    if isinstance(train, tuple):
-        steps = int(np.ceil(len(train[0]) / config["batch_size"]))
-    else:
-        steps = int(train.cardinality())
-    steps = config.get("steps_per_epoch") or steps
-    total = max(steps * config["epochs"], 2)
-    warmup = min(steps * config["warmup_epochs"], total // 2)
-    model.compile(optimizer=make_optimizer(config, model, total, warmup))
-    if isinstance(train, tuple):
-        x, y = train
-        if config.get("steps_per_epoch"):
-            x, y = x[: steps * config["batch_size"]], y[: steps * config["batch_size"]]
-        backup = fit_crash_safe(model, (x, y), config, output_dir, verbose=verbose, plan=plan)
-        metrics = _evaluate_arrays(model, test, plan)
-    else:
-        fit_args = {"steps_per_epoch": config["steps_per_epoch"]} if config.get("steps_per_epoch") else {}
-        backup = fit_crash_safe(model, train, config, output_dir, verbose=verbose, plan=plan, **fit_args)
-        metrics = model.evaluate(plan.distribute_dataset(test, config["batch_size"]), verbose=0, return_dict=True)
+    backup, metrics = fit_and_evaluate(model, train, test, config, output_dir, verbose, plan, optimizer=make_optimizer)
 
     results = {
         "preset": os.fspath(config["preset"]),

@@ -19,13 +19,15 @@ first of `PATH/test`, `PATH/val`, `PATH/validation` for evaluation):
   class name per line, optional: without it the masks are scanned):
 
       PATH/train/images/<name>.png|jpg   PATH/train/masks/<name>.png
-      (single-channel masks: the class index per pixel, 255 = ignore)
+      (the class index per pixel, 255 = ignore: 8- or 16-bit grey or a
+      palette PNG, whose indices are the classes; colour masks are refused)
 
 - depth, image/depth pairs matched by file name:
 
       PATH/train/images/<name>.png|jpg   PATH/train/depth/<name>.png
-      (16-bit PNGs: depth in metres times --depth-png-scale, 1000 (mm) by
-      default as NYU Depth v2's and DIODE's exports; 256 for KITTI; 0 = unknown)
+      (8- or 16-bit PNGs: depth in metres times --depth-png-scale, 1000 (mm)
+      by default as NYU Depth v2's and DIODE's exports; 256 for KITTI; 0 =
+      unknown; the bit depth is read from the file and printed)
 
 The readers return unbatched `tf.data` sets in the structure of the
 matching tensorflow-datasets set, so one pipeline per task (parallel
@@ -73,6 +75,48 @@ def _decode(path, channels):
     import tensorflow as tf
 
     return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+
+
+# PIL modes that hold one integer per pixel: 8-bit grey, palette (the value is
+# the palette index, as VOC's masks), 16- and 32-bit integers.
+_INTEGER_MODES = {"L": 8, "P": 8, "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32}
+
+
+def read_integer_png(path):
+    """`(values int32 (H, W), bits)` of a single-channel PNG read as stored:
+    a palette PNG's indices (not its colours), 8- and 16-bit grey levels
+    unscaled. TensorFlow's decoders cannot do this (they expand palettes to
+    colours and rescale 16-bit to 8-bit or 8-bit to 16-bit), so PIL reads
+    it. A colour image is refused unless its channels are equal."""
+    import numpy as np
+    from PIL import Image
+
+    name = path.decode() if isinstance(path, bytes) else str(path)
+    try:
+        with Image.open(name) as image:
+            mode = image.mode
+            values = np.asarray(image)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{name}: not a readable PNG ({error}).") from None
+    if mode in _INTEGER_MODES:
+        return values.astype("int32"), _INTEGER_MODES[mode]
+    if mode in ("RGB", "RGBA", "LA") and values.ndim == 3:
+        colour = values[..., :3] if mode != "LA" else values[..., :1]
+        if np.all(colour == colour[..., :1]):  # grey stored as colour
+            return colour[..., 0].astype("int32"), 8
+    raise ValueError(
+        f"{name}: a {mode} image is not a map of integers (class indices or depths). Save it as a single-channel "
+        "8- or 16-bit PNG, or a palette PNG whose indices are the classes."
+    )
+
+
+def _integer_png(file, what):
+    """`read_integer_png` inside a tf.data map: int32 `(H, W)`."""
+    import tensorflow as tf
+
+    values = tf.numpy_function(lambda f: read_integer_png(f)[0], [file], tf.int32, name=f"read_{what}")
+    values.set_shape((None, None))
+    return values
 
 
 # -------------------------------------------------------------- classification
@@ -288,8 +332,7 @@ def segmentation(path, config, ignore_index):
     source = "classes.txt" if os.path.isfile(names_file) else "the training masks"
 
     def decode_mask(file, image_file):
-        mask = tf.cast(_decode(file, 1), "int32")
-        mask.set_shape((None, None, 1))
+        mask = _integer_png(file, "mask")[..., None]  # class indices as stored (palette, 8- or 16-bit)
         valid = tf.reduce_all(tf.logical_or(mask < num_classes, mask == ignore_index))
         tf.debugging.Assert(valid, [
             f"a mask holds a value that is neither a class index (< {num_classes}, from {source}) nor "
@@ -307,7 +350,7 @@ def _largest_label(mask_paths, ignore_index):
     import tensorflow as tf
 
     def largest(file):
-        mask = tf.cast(_decode(file, 1), "int32")
+        mask = _integer_png(file, "mask")
         return tf.reduce_max(tf.where(mask == ignore_index, -1, mask))
 
     data = tf.data.Dataset.from_tensor_slices(mask_paths).map(largest, num_parallel_calls=tf.data.AUTOTUNE)
@@ -330,9 +373,15 @@ def depth(path, config):
         raise ValueError(f"depth_png_scale must be positive (the PNGs hold metres x depth_png_scale). "
                          f"Received: depth_png_scale={scale}")
 
+    depth_files = _pairs(train_dir, "depth", (".png",))[1]
+    _, bits = read_integer_png(depth_files[0])
+    print(f"depth PNGs: {bits}-bit (read from {os.path.basename(depth_files[0])}); depth in metres = value / "
+          f"{scale:g} (--depth-png-scale)", flush=True)
+
     def decode_depth(file, image_file):
-        raw = tf.io.decode_png(tf.io.read_file(file), channels=1, dtype="uint16")
-        return tf.cast(raw[..., 0], "float32") / scale
+        # The stored integers, 8- or 16-bit alike (TensorFlow's uint16
+        # decoder multiplies an 8-bit PNG by 257).
+        return tf.cast(_integer_png(file, "depth"), "float32") / scale
 
     def as_example(image, depth_map):
         return {"image": image, "depth": depth_map}

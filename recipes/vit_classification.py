@@ -181,7 +181,29 @@ def _run(config, output_dir, verbose, plan):
     os.makedirs(output_dir, exist_ok=True)
     train, test, num_classes, channels = load_data(config)
     model = build_model(config, num_classes, channels)
+    backup, metrics = fit_and_evaluate(model, train, test, config, output_dir, verbose, plan)
 
+    results = {"test_accuracy": float(metrics["accuracy"]), "test_loss": float(metrics["loss"])}
+    if isinstance(test, tuple):
+        results["attention_png"] = save_attention_png(model, test[0][:8], test[1][:8], output_dir)
+    curve = training_curve_figure(backup.history, ("loss",), ("accuracy",), "training accuracy")
+    return finish_run(model, backup, output_dir, "vit_classification", config, results, curve, plan)
+
+
+def cosine_adamw(config, model, total, warmup):
+    """AdamW (weight decay from the config, clipping at global norm 1) with a
+    linear warm-up to the config's learning rate and a cosine decay."""
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else config["learning_rate"], total - warmup,
+        warmup_target=config["learning_rate"] if warmup else None, warmup_steps=warmup,
+    )
+    return keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], global_clipnorm=1.0)
+
+
+def fit_and_evaluate(model, train, test, config, output_dir, verbose, plan, optimizer=cosine_adamw):
+    """Compiles `model` with `optimizer(config, model, total_steps,
+    warmup_steps)`, trains it crash-safe on `train` and evaluates it on
+    `test` (numpy pairs or batched tf.data sets); returns `(backup, metrics)`."""
     if isinstance(train, tuple):
         steps = int(np.ceil(len(train[0]) / config["batch_size"]))
     else:
@@ -189,13 +211,7 @@ def _run(config, output_dir, verbose, plan):
     steps = config.get("steps_per_epoch") or steps
     total = max(steps * config["epochs"], 1)
     warmup = min(steps * config["warmup_epochs"], total // 2)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else config["learning_rate"], total - warmup,
-        warmup_target=config["learning_rate"] if warmup else None, warmup_steps=warmup,
-    )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config["weight_decay"], global_clipnorm=1.0)
-    )
+    model.compile(optimizer=optimizer(config, model, total, warmup))
     if isinstance(train, tuple):
         x, y = train
         if config.get("steps_per_epoch"):
@@ -203,18 +219,11 @@ def _run(config, output_dir, verbose, plan):
         # The order of each epoch's batches depends on (seed, epoch) only, so a
         # resumed run sees the batches the uninterrupted run would have.
         backup = fit_crash_safe(model, (x, y), config, output_dir, verbose=verbose, plan=plan)
-        metrics = _evaluate_arrays(model, test, plan)
-    else:
-        fit_args = {"steps_per_epoch": config["steps_per_epoch"]} if config.get("steps_per_epoch") else {}
-        backup = fit_crash_safe(model, train, config, output_dir, verbose=verbose, plan=plan, **fit_args)
-        # Under data parallelism only whole global batches run (results.json says so).
-        metrics = model.evaluate(plan.distribute_dataset(test, config["batch_size"]), verbose=0, return_dict=True)
-
-    results = {"test_accuracy": float(metrics["accuracy"]), "test_loss": float(metrics["loss"])}
-    if isinstance(test, tuple):
-        results["attention_png"] = save_attention_png(model, test[0][:8], test[1][:8], output_dir)
-    curve = training_curve_figure(backup.history, ("loss",), ("accuracy",), "training accuracy")
-    return finish_run(model, backup, output_dir, "vit_classification", config, results, curve, plan)
+        return backup, _evaluate_arrays(model, test, plan)
+    fit_args = {"steps_per_epoch": config["steps_per_epoch"]} if config.get("steps_per_epoch") else {}
+    backup = fit_crash_safe(model, train, config, output_dir, verbose=verbose, plan=plan, **fit_args)
+    # Under data parallelism only whole global batches run (results.json says so).
+    return backup, model.evaluate(plan.distribute_dataset(test, config["batch_size"]), verbose=0, return_dict=True)
 
 
 def _evaluate_arrays(model, test, plan):

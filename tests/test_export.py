@@ -22,7 +22,8 @@ from keras_vit import ViTImagePreprocessor
 
 TOLERANCE = 1e-4
 BACKEND = keras.backend.backend()
-FAMILIES = ["vit", "dpt_depth", "dpt_segmentation", "segmenter", "detr"]
+# vit_tuned: VPT-deep prompts, adapters and LoRA (keras_vit.tuning) export like any weight.
+FAMILIES = ["vit", "vit_tuned", "dpt_depth", "dpt_segmentation", "segmenter", "detr"]
 # Odd sizes: a swapped height and width fails.
 HEIGHT, WIDTH = 20, 28
 DETR_SIZE = (40, 56)
@@ -41,6 +42,14 @@ def _model(family):
     dense = dict(taps=["block_0", "block_1", "block_2", "block_3"], neck_widths=(8, 8, 16, 16), fusion_width=8)
     if family == "vit":
         return ViT(_backbone(), num_classes=5, preprocessor=preprocessor)
+    if family == "vit_tuned":
+        from keras_vit import tuning
+
+        model = ViT(_backbone(), num_classes=5, preprocessor=preprocessor)
+        model = tuning.prepare(model, ["vpt", "adapter", "lora"], num_prompts=3, deep=True, reduction=4, rank=2)
+        for variable in model.trainable_weights:  # off the identity initialisations
+            variable.assign(variable + keras.random.normal(variable.shape, stddev=0.1, seed=3))
+        return model
     if family == "dpt_depth":
         return DPTDepthEstimator(_backbone(4), **dense, preprocessor=preprocessor)
     if family == "dpt_segmentation":

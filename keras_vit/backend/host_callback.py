@@ -11,6 +11,8 @@ three. The callback's result must not need a gradient (matching returns
 integer indices).
 """
 
+import contextlib
+
 import keras
 import numpy as np
 
@@ -104,3 +106,17 @@ def host_error_message(error):
     for end in ("\n\n", "\n\t ", "\n  "):
         message = message.split(end)[0]
     return message.strip()
+
+
+@contextlib.contextmanager
+def host_check_errors():
+    """A failed `host_check` surfaces as a plain ValueError, not wrapped in
+    the backend's runtime error (jax's `JaxRuntimeError`, TensorFlow's
+    `InvalidArgumentError`) with a traceback of the callback machinery."""
+    try:
+        yield
+    except Exception as error:
+        message = host_error_message(error)
+        if message is None:
+            raise
+        raise ValueError(message) from None

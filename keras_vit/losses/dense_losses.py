@@ -13,6 +13,7 @@ non-finite) marking invalid pixels; `y_pred` is `(B, H, W)` at the same size.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -253,6 +254,31 @@ def _resize_logits(logits, size):
     return resize_images(logits, size, "bilinear", align_corners=False)
 
 
+def check_label_range(labels, num_classes, ignore_index):
+    """Raises a ValueError (from eager or compiled code, on every backend:
+    `keras_vit.backend.host_callback.host_check`) when a label is neither a
+    class index in `[0, num_classes)` nor `ignore_index`; returns an int32 0
+    to add to the loss. Without it, out-of-range labels train silently on
+    JAX (its gathers clamp), and TensorFlow and torch fail with their own
+    errors."""
+    from keras_vit.backend.host_callback import host_check
+
+    def check(values):
+        bad = (values < 0) | (values >= num_classes)
+        if ignore_index is not None:
+            bad &= values != ignore_index
+        if bad.any():
+            image = int(np.argmax(bad.reshape(len(values), -1).any(axis=1)))
+            found = sorted({int(v) for v in np.unique(values[image][bad[image]])})
+            ignore = "" if ignore_index is None else f" or the ignore index {ignore_index}"
+            raise ValueError(
+                f"Segmentation labels must be class indices in [0, {num_classes}){ignore}. Image {image} of the "
+                f"batch holds {found[:8]}. Map the labels to the model's classes (or give those pixels the ignore index)."
+            )
+
+    return host_check(check, [labels])
+
+
 @keras.saving.register_keras_serializable(package="keras_vit")
 class SegmentationCrossEntropy(keras.losses.Loss):
     """Pixel-wise cross-entropy with an ignore index, averaged over the
@@ -276,14 +302,18 @@ class SegmentationCrossEntropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         labels, logits = segmentation_inputs(y_true, y_pred)
+        checked = check_label_range(labels, logits.shape[-1], self.ignore_index)
         valid = ops.ones_like(labels, "bool") if self.ignore_index is None else labels != self.ignore_index
-        safe = ops.where(valid, labels, 0)
+        # In range for the cross-entropy op itself, so that TensorFlow's
+        # kernel does not fail first (with its own error) while the check runs.
+        safe = ops.where(valid & (labels >= 0) & (labels < logits.shape[-1]), labels, 0)
         per_pixel = keras.losses.sparse_categorical_crossentropy(safe, logits, from_logits=self.from_logits)
         valid = ops.cast(valid, "float32")
         # Mean over valid pixels of the batch, returned per image so that the
         # mean reduction gives it: sum(loss * valid) / sum(valid) * B / B.
         total = ops.sum(per_pixel * valid) / ops.maximum(ops.sum(valid), 1.0)
-        return ops.ones((ops.shape(labels)[0],), "float32") * total
+        # + 0 from the label check: using its result keeps graph compilers from dropping it.
+        return ops.ones((ops.shape(labels)[0],), "float32") * total + ops.cast(checked, "float32")
 
     def get_config(self):
         config = super().get_config()

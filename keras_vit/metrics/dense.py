@@ -102,7 +102,8 @@ def depth_metrics_per_image(y_true, y_pred, min_depth=1e-3, max_depth=10.0, medi
 class DepthMetrics(keras.metrics.Metric):
     """AbsRel, SqRel, RMSE, RMSElog, log10 and delta < 1.25, 1.25^2, 1.25^3:
     each computed per image over its valid pixels, then averaged over images
-    (images with no valid pixel are skipped). `result()` is a dict.
+    (images with no valid pixel are skipped). `result()` is a dict; every
+    value is NaN when no image had a valid pixel (never a perfect 0).
 
     Args:
         min_depth, max_depth: the valid target range and the prediction caps
@@ -130,8 +131,17 @@ class DepthMetrics(keras.metrics.Metric):
         self.images.assign(self.images + ops.sum(ops.cast(seen, "float32")))
 
     def result(self):
+        # No image with a valid pixel: nothing was measured, and 0 would read
+        # as a perfect score (AbsRel 0). NaN says so; `evaluated_images`
+        # tells how many images counted.
         count = ops.maximum(self.images, 1.0)
-        return {key: variable / count for key, variable in self.sums.items()}
+        empty = self.images < 0.5
+        return {key: ops.where(empty, float("nan"), variable / count) for key, variable in self.sums.items()}
+
+    @property
+    def evaluated_images(self):
+        """How many images had at least one valid pixel (in [min_depth, max_depth])."""
+        return int(round(float(ops.convert_to_numpy(self.images))))
 
     def get_config(self):
         return {

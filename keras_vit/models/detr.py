@@ -1,8 +1,7 @@
-import contextlib
-
 import keras
 from keras import ops
 
+from keras_vit.backend.host_callback import host_check_errors
 from keras_vit.distribution import replica_count
 from keras_vit.distribution import replica_sum
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
@@ -47,22 +46,6 @@ def _unpack_inputs(inputs):
         shape = ops.shape(images)
         mask = ops.ones((shape[0], shape[1], shape[2]), "bool")
     return images, ops.cast(mask, "bool")
-
-
-@contextlib.contextmanager
-def _host_check_errors():
-    """A failed step check surfaces as a plain ValueError, not wrapped in the
-    backend's runtime error (jax's `JaxRuntimeError`, TensorFlow's
-    `InvalidArgumentError`) with a traceback of the callback machinery."""
-    from keras_vit.backend.host_callback import host_error_message
-
-    try:
-        yield
-    except Exception as error:
-        message = host_error_message(error)
-        if message is None:
-            raise
-        raise ValueError(message) from None
 
 
 def image_sizes_from_mask(pixel_mask):
@@ -327,22 +310,22 @@ class DETR(Task, keras.Model):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_host_targets(y)
-        with _host_check_errors():
+        with host_check_errors():
             return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_host_targets(y)
-        with _host_check_errors():
+        with host_check_errors():
             return super().evaluate(x, y, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, *args, **kwargs):
         self._check_host_targets(y)
-        with _host_check_errors():
+        with host_check_errors():
             return super().train_on_batch(x, y, *args, **kwargs)
 
     def test_on_batch(self, x, y=None, *args, **kwargs):
         self._check_host_targets(y)
-        with _host_check_errors():
+        with host_check_errors():
             return super().test_on_batch(x, y, *args, **kwargs)
 
     def _targets(self, x, y):

@@ -345,6 +345,12 @@ class DPTImageSegmenter(_DPTTask):
                 num_classes, dropout_rate, upsample=False, dtype=dtype, name="auxiliary_head"
             )(fused[-1])
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
+        # The segmentation loss checks its labels on the host (a callback
+        # that TensorFlow cannot run under XLA): jit_compile="auto" then
+        # keeps TensorFlow off XLA, as for DETR.
+        from keras_vit.backend.host_callback import callback_compiles
+
+        self.supports_jit = callback_compiles()
         self._set_neck_config(backbone, arrangement, readout, fusion_width, use_batch_norm, preprocessor)
         self.num_classes = num_classes
         self.dropout_rate = dropout_rate

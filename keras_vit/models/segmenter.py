@@ -92,6 +92,12 @@ class Segmenter(DenseTask, keras.Model):
             output_shape=(*backbone.image_shape[:2], num_classes), dtype=dtype, name="upsample",
         )(masks)
         super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
+        # The segmentation loss checks its labels on the host (a callback
+        # that TensorFlow cannot run under XLA): jit_compile="auto" then
+        # keeps TensorFlow off XLA, as for DETR.
+        from keras_vit.backend.host_callback import callback_compiles
+
+        self.supports_jit = callback_compiles()
         self.backbone = backbone
         self.num_classes = num_classes
         self.decoder = decoder

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import tree
 
+from keras_vit.backend.host_callback import host_check_errors
 from keras_vit.backend.jax_state import variables_kept_on_failure
 from keras_vit.backend.jax_state import weights_lost as _weights_lost
 from keras_vit.presets.registry import ClassPresets
@@ -161,7 +162,7 @@ class Task:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, *args, **kwargs):
         self._check_weights_present(training=True)
         self.check_raw_inputs(x)
-        with variables_kept_on_failure(self, training=True):
+        with host_check_errors(), variables_kept_on_failure(self, training=True):
             history = super().fit(x, y, batch_size, epochs, verbose, callbacks, *args, **kwargs)
             # JAX dispatches steps asynchronously: an error raised inside the
             # last steps (a failed check) surfaces only when their results are
@@ -174,8 +175,16 @@ class Task:
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_weights_present()
         self.check_raw_inputs(x)
-        with variables_kept_on_failure(self):
+        with host_check_errors(), variables_kept_on_failure(self):
             return super().evaluate(x, y, *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, *args, **kwargs):
+        with host_check_errors():
+            return super().train_on_batch(x, y, *args, **kwargs)
+
+    def test_on_batch(self, x, y=None, *args, **kwargs):
+        with host_check_errors():
+            return super().test_on_batch(x, y, *args, **kwargs)
 
     def export(self, filepath, format="tf_saved_model", verbose=None, image_size=None, batch_size=None, verify=True):
         """Writes the model for serving: a TensorFlow SavedModel

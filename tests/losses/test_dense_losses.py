@@ -146,3 +146,23 @@ def test_segmentation_cross_entropy_equals_torch():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(got), expected.item(), rtol=1e-5)
     with pytest.raises(TypeError, match="ignore_index must be an int"):
         SegmentationCrossEntropy(ignore_index="255")
+
+
+@pytest.mark.parametrize("bad", [300, -5, 3], ids=["300", "negative", "num_classes"])
+def test_out_of_range_labels_raise_in_fit_on_every_backend(bad):
+    """Labels outside [0, K) that are not the ignore index raise the same
+    ValueError on every backend, naming the image and the value (JAX used
+    to train on them silently); 255 stays the ignore index."""
+    from keras_vit import Segmenter
+    from keras_vit import ViTBackbone
+
+    backbone = ViTBackbone(image_shape=(8, 8, 3), patch_size=4, hidden_dim=6, num_layers=1, num_heads=2, mlp_dim=5)
+    model = Segmenter(backbone, num_classes=3, decoder="linear")
+    model.compile(optimizer="adamw")
+    x = np.zeros((2, 8, 8, 3), "float32")
+    y = np.zeros((2, 8, 8), "int32")
+    y[:, :2] = 255  # ignored: fine
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    y[1, 3, 3] = bad
+    with pytest.raises(ValueError, match=rf"class indices in \[0, 3\) or the ignore index 255\. Image 1 of the batch holds \[{bad}\]"):
+        model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False)

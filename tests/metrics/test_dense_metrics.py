@@ -85,3 +85,10 @@ def test_depth_metrics_equal_numpy(median_scaling):
         np.testing.assert_allclose(got[key], value, rtol=1e-4, err_msg=key)
     with pytest.raises(ValueError, match="min_depth < max_depth"):
         DepthMetrics(min_depth=5, max_depth=1)
+
+
+def test_depth_metrics_with_no_valid_pixel_are_nan_not_a_perfect_score():
+    metric = DepthMetrics(min_depth=1e-3, max_depth=10.0)
+    metric.update_state(np.full((2, 4, 5), 50.0, "float32"), np.ones((2, 4, 5), "float32"))  # every pixel beyond 10 m
+    assert metric.evaluated_images == 0
+    assert all(np.isnan(float(keras.ops.convert_to_numpy(v))) for v in metric.result().values())

@@ -51,6 +51,33 @@ def test_smoke_run_writes_everything(tmp_path):
     assert evaluated == pytest.approx({k: float(v) for k, v in results["coco"].items()}, abs=1e-6)
 
 
+@pytest.mark.one_backend(
+    "torch",
+    "the recipe only calls keras_vit.tuning, whose frozen weights are checked on every backend in tests/tuning",
+)
+def test_a_preset_fine_tunes_as_the_original_detr(tmp_path):
+    """--preset: the stem and layer1 stay frozen, the backbone learns at 1e-5, the transformer at 1e-4."""
+    from keras_vit import ResNetBackbone
+    from layer_checks import to_np
+
+    preset = DETR(
+        ResNetBackbone((1, 1, 1, 1), stem_filters=8, stage_filters=(16, 16, 32, 32)), num_classes=3, num_queries=5,
+        hidden_dim=16, num_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=16, bounding_box_format="xyxy",
+    )
+    preset(np.zeros((1, 32, 32, 3), "float32"))
+    preset.save_to_preset(str(tmp_path / "base"))
+    config, output = detr_detection.parse_args(
+        ["--smoke", "--preset", str(tmp_path / "base"), "--output", str(tmp_path / "run")]
+    )
+    assert config["learning_rate"] == 1e-4 and config["backbone_learning_rate"] == 1e-5
+    detr_detection.run(config, output, verbose=0)
+    tuned = DETR.from_preset(os.path.join(output, "preset"))
+    for name in ("conv1", "layer1_0_conv1", "layer2_0_conv1"):
+        before = to_np(preset.backbone.get_layer(name).kernel)
+        after = to_np(tuned.backbone.get_layer(name).kernel)
+        assert np.array_equal(before, after) == (name != "layer2_0_conv1"), name
+
+
 def test_bad_dataset_name():
     config, _ = detr_detection.parse_args(["--smoke", "--dataset", "voc"])
     with pytest.raises(ValueError, match=r"dataset must be 'shapes', 'tfds:NAME' or 'folder:PATH'.*'voc'"):

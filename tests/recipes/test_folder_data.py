@@ -167,6 +167,53 @@ def test_image_mask_and_image_depth_pairs_read_back_exactly(tmp_path):
     np.testing.assert_allclose(np.concatenate([y for _, y in batches.as_numpy_iterator()]), test[1] / 2, atol=0.3e-3)
 
 
+def test_masks_are_read_as_integer_indices_in_every_png_format(tmp_path):
+    """16-bit masks keep their labels (TensorFlow's decoder divided them by
+    257), palette masks give their indices (not grey levels of the colours),
+    colour masks are refused; 8-bit depth PNGs are not multiplied by 257."""
+    from PIL import Image
+
+    labels = np.array([[0, 1, 2, 3], [4, 255, 300, 1]], "int32")
+    Image.fromarray(labels.astype("uint16")).save(tmp_path / "m16.png")
+    assert Image.open(tmp_path / "m16.png").mode.startswith("I;16")
+    values, bits = folder_data.read_integer_png(str(tmp_path / "m16.png"))
+    np.testing.assert_array_equal(values, labels)
+    assert bits == 16
+    palette = Image.fromarray(np.array([[0, 1], [2, 3]], "uint8"), mode="P")
+    palette.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [0] * (256 * 3 - 12))  # VOC's first colours
+    palette.save(tmp_path / "voc.png")
+    np.testing.assert_array_equal(folder_data.read_integer_png(str(tmp_path / "voc.png"))[0], [[0, 1], [2, 3]])
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (3, 3, 3), dtype="uint8")).save(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match=r"rgb.png: a RGB image is not a map of integers"):
+        folder_data.read_integer_png(str(tmp_path / "rgb.png"))
+
+    # Through the recipe's reader: 16-bit and palette masks of a folder.
+    _, test = _pairs_folder(tmp_path / "data")
+    for name in os.listdir(tmp_path / "data" / "test" / "masks"):
+        path = tmp_path / "data" / "test" / "masks" / name
+        mask = np.asarray(Image.open(path))
+        if name.endswith("1.png"):
+            Image.fromarray(mask.astype("uint16")).save(path)
+        else:
+            indexed = Image.fromarray(mask.astype("uint8"), mode="P")
+            indexed.putpalette(list(np.random.default_rng(1).integers(0, 255, 768)))
+            indexed.save(path)
+    config = dict(segmentation.CONFIG, image_size=32, batch_size=2)
+    _, pairs, _ = folder_data.segmentation(str(tmp_path / "data"), config, 255)
+    for i, (_, mask) in enumerate(pairs.as_numpy_iterator()):
+        np.testing.assert_array_equal(mask[..., 0], test[2][i])
+
+    # 8-bit depth PNGs: value / depth_png_scale, not value * 257 / scale.
+    depth_dir = tmp_path / "data" / "test" / "depth"
+    for name in os.listdir(depth_dir):
+        Image.fromarray(np.full((32, 32), 200, "uint8")).save(depth_dir / name)
+    for name in os.listdir(tmp_path / "data" / "train" / "depth"):
+        Image.fromarray(np.full((32, 32), 200, "uint8")).save(tmp_path / "data" / "train" / "depth" / name)
+    _, test_depth = folder_data.depth(str(tmp_path / "data"), {"seed": 0, "depth_png_scale": 100.0})
+    for example in test_depth.as_numpy_iterator():
+        np.testing.assert_allclose(example["depth"], 2.0)
+
+
 def test_broken_pair_folders_fail_naming_what_is_wrong(tmp_path):
     import tensorflow as tf
 

@@ -125,7 +125,18 @@ def test_head_initializer_zeroes_the_head():
     assert not np.any(to_np(model.get_layer("head").kernel))
 
 
-def test_dense_tasks_and_detr():
+@pytest.fixture(scope="module")
+def detr():
+    """A tiny DETR, built (one eager call: slow on JAX, so shared)."""
+    model = DETR(
+        ResNetBackbone((1, 1, 1, 1), stem_filters=8, stage_filters=(16, 16, 32, 32)), num_classes=3, num_queries=5,
+        hidden_dim=12, num_heads=3, encoder_layers=1, decoder_layers=2, ffn_dim=9,
+    )
+    model(np.zeros((1, 32, 32, 3), "float32"))
+    return model
+
+
+def test_dense_tasks_and_detr(detr):
     backbone = ViTBackbone(image_shape=(16, 16, 3), patch_size=4, hidden_dim=12, num_layers=2, num_heads=3, mlp_dim=7)
     dpt = DPTDepthEstimator(backbone, taps=["block_0", "block_1"], neck_widths=[6, 8], reassemble_factors=[2, 1], fusion_width=6)
     head = sum(int(np.prod(v.shape)) for v in dpt.weights) - backbone.count_params()
@@ -140,11 +151,6 @@ def test_dense_tasks_and_detr():
         sum(int(np.prod(v.shape)) for v in segmenter.backbone.get_layer("block_1").weights) + 2 * 12 + (12 * 3 + 3)
     )
 
-    detr = DETR(
-        ResNetBackbone((1, 1, 1, 1), stem_filters=8, stage_filters=(16, 16, 32, 32)), num_classes=3, num_queries=5,
-        hidden_dim=12, num_heads=3, encoder_layers=1, decoder_layers=2, ffn_dim=9,
-    )
-    detr(np.zeros((1, 32, 32, 3), "float32"))
     heads = sum(int(np.prod(v.shape)) for v in detr.weights) - sum(int(np.prod(v.shape)) for v in detr.backbone.weights)
     frozen_bn = sum(int(np.prod(v.shape)) for v in detr.non_trainable_weights)
     prepared = tuning.prepare(detr, "lora", rank=2, train_head=False)
@@ -193,18 +199,24 @@ def test_bad_arguments(method, options, error, match):
         tuning.prepare(_vit(), method, **options)
 
 
-def test_vpt_and_adapters_need_a_vit_encoder():
-    detr = DETR(ResNetBackbone((1, 1, 1, 1), stem_filters=8, stage_filters=(16, 16, 32, 32)), num_classes=3,
-                num_queries=5, hidden_dim=12, num_heads=3, encoder_layers=1, decoder_layers=1, ffn_dim=9)
+def test_vpt_and_adapters_need_a_vit_encoder(detr):
     with pytest.raises(ValueError, match="need a ViT encoder"):
         tuning.prepare(detr, "vpt")
 
 
-def test_detr_finetuning_optimizer_gives_the_backbone_a_tenth():
-    detr = DETR(ResNetBackbone((1, 1, 1, 1), stem_filters=8, stage_filters=(16, 16, 32, 32)), num_classes=3,
-                num_queries=5, hidden_dim=12, num_heads=3, encoder_layers=1, decoder_layers=1, ffn_dim=9)
-    detr(np.zeros((1, 32, 32, 3), "float32"))
+def test_detr_finetuning_optimizer_gives_the_backbone_a_tenth(detr):
     optimizer = tuning.detr_finetuning_optimizer(detr)
     assert optimizer.global_clipnorm == 0.1 and optimizer.weight_decay == 1e-4
     assert optimizer.lr_scale(detr.backbone.get_layer("layer2_0_conv1").kernel) == pytest.approx(0.1)
     assert optimizer.lr_scale(detr.class_head.kernel) == 1.0
+
+
+def test_bfloat16_training_of_prompts_adapters_and_lora_is_finite():
+    config = dict(image_shape=(*SIZE, 3), patch_size=PATCH, hidden_dim=D, num_layers=L, num_heads=HEADS, mlp_dim=MLP)
+    model = ViT(ViTBackbone(**config, dtype="mixed_bfloat16"), num_classes=K, dtype="mixed_bfloat16")
+    model = tuning.prepare(model, ["vpt", "adapter", "lora"], num_prompts=2, deep=True, rank=2)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert all(np.all(np.isfinite(to_np(v))) for v in model.trainable_weights)
