@@ -20,7 +20,18 @@ def load_torch_state_dict(path):
             f"Reading {path} needs torch (pip install 'keras-vit[torch]'), or convert "
             "it to .safetensors first."
         ) from error
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    import pickle
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which would run
+        # whatever the file holds; keras_vit never does.
+        raise ValueError(
+            f"{path} holds pickled Python objects other than tensors (classes or calls that would run code when "
+            "loaded). keras_vit never loads code from a checkpoint. Get the weights as .safetensors, or a "
+            "state dict of tensors only, from the model's publisher."
+        ) from None
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]

@@ -35,6 +35,28 @@ def _check(cost, target_mask):
         )
 
 
+def _check_finite(cost, target_mask):
+    """A ValueError naming the images whose cost (over their valid targets)
+    holds NaN or infinity; `cost` and `target_mask` are numpy arrays."""
+    finite = np.isfinite(cost)
+    if target_mask is not None:
+        finite = finite | ~np.asarray(target_mask, bool)[:, None, :]
+    bad = np.flatnonzero(~finite.reshape(len(cost), -1).all(axis=1))
+    if len(bad):
+        raise ValueError(
+            f"cost holds NaN or infinite values for image(s) {bad.tolist()[:10]}: no assignment is the minimum. "
+            "Check the predictions and targets that built it (a NaN pixel, a diverged run, a degenerate box)."
+        )
+
+
+def _concrete(value):
+    """`value` as a numpy array when it has values (eager), None while traced."""
+    try:
+        return np.asarray(ops.convert_to_numpy(value))
+    except Exception:  # a symbolic tensor or tracer: no values yet
+        return None
+
+
 def linear_sum_assignment_host(cost, target_mask=None):
     """scipy's `linear_sum_assignment` per image, on numpy arrays.
 
@@ -49,6 +71,7 @@ def linear_sum_assignment_host(cost, target_mask=None):
 
     cost = np.asarray(cost, dtype="float64")
     _check(cost, target_mask)
+    _check_finite(cost, target_mask)
     batch, num_queries, num_targets = cost.shape
     mask = np.ones((batch, num_targets), bool) if target_mask is None else np.asarray(target_mask, bool)
     out = np.full((batch, num_targets), -1, dtype="int32")
@@ -69,6 +92,12 @@ def linear_sum_assignment_host(cost, target_mask=None):
 def linear_sum_assignment_ops(cost, target_mask=None):
     """The exact assignment in pure `keras.ops`, batched; see the module docstring.
 
+    Called eagerly, a NaN or infinite cost (over the valid targets) raises a
+    `ValueError` naming the images. Inside a traced graph (`jit`,
+    `tf.function`) values are not known when it is built: there such costs
+    count as 0, the solver ends and returns an arbitrary assignment for those
+    images, so check the costs in the graph first (DETR does).
+
     Args:
         cost: `(B, Q, T)` tensor, Q >= T.
         target_mask: `(B, T)` bool tensor, True for real targets; all True if None.
@@ -78,6 +107,10 @@ def linear_sum_assignment_ops(cost, target_mask=None):
     """
     cost = ops.convert_to_tensor(cost)
     _check(cost, target_mask)
+    values = _concrete(cost)
+    if values is not None:  # eager: refuse non-finite costs, naming the images
+        mask_values = None if target_mask is None else _concrete(target_mask)
+        _check_finite(values.astype("float64"), mask_values)
     _, num_queries, num_targets = cost.shape
     # The batch may be unknown while tracing (TensorFlow's partial last batch).
     batch = ops.shape(cost)[0]
@@ -90,10 +123,11 @@ def linear_sum_assignment_ops(cost, target_mask=None):
     # Rows are targets (n), columns are queries (m), both 1-based; index 0 is
     # the algorithm's virtual row/column. (B, Q, T) -> (B, T, Q)
     rows_cost = ops.transpose(ops.cast(cost, dtype), (0, 2, 1))
-    # A NaN or inf cost would keep the search below from ever finishing (and
-    # an inf one is no cost to compare). Callers that can get such costs check
-    # for them (DETR does, naming the images); here they count as 0 so that
-    # the solver always ends.
+    # Inside a traced graph the values are not known here: a NaN or inf cost
+    # would keep the search below from ever finishing (and an inf one is no
+    # cost to compare), so they count as 0 and the solver always ends; the
+    # assignment is then arbitrary. Callers that can get such costs check
+    # for them in the graph (DETR does, naming the images).
     rows_cost = ops.where(ops.isfinite(rows_cost), rows_cost, ops.zeros_like(rows_cost))
     if target_mask is not None:
         mask = ops.cast(target_mask, "bool")
@@ -204,9 +238,13 @@ def linear_sum_assignment(cost, target_mask=None, method="host"):
     from keras_vit.backend.host_callback import host_call
 
     cost = ops.convert_to_tensor(cost)
+    _check(cost, None)  # the shape first: the mask below reads cost.shape[2]
     if target_mask is None:
         target_mask = ops.ones((ops.shape(cost)[0], cost.shape[2]), "bool")
     _check(cost, target_mask)
+    values = _concrete(cost)
+    if values is not None:  # eager: scipy directly, its errors as they are
+        return ops.convert_to_tensor(linear_sum_assignment_host(values, _concrete(target_mask)), "int32")
     return host_call(
         linear_sum_assignment_host,
         [cost, ops.cast(target_mask, "bool")],

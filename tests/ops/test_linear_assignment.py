@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from keras_vit.ops.linear_assignment import linear_sum_assignment as keras_linear_sum_assignment
 from keras_vit.ops.linear_assignment import linear_sum_assignment_host
 from keras_vit.ops.linear_assignment import linear_sum_assignment_ops
 from layer_checks import to_np
@@ -88,6 +89,22 @@ def test_errors():
         linear_sum_assignment_host(np.zeros((2, 3), "float32"))
     with pytest.raises(ValueError, match="target_mask must have shape"):
         linear_sum_assignment_ops(np.zeros((1, 4, 3), "float32"), np.ones((1, 4), bool))
+    # The shape is checked first on every path (the default path read cost.shape[2]: IndexError).
+    for method in ("host", "ops"):
+        with pytest.raises(ValueError, match=r"cost must have shape \(batch"):
+            keras_linear_sum_assignment(np.zeros((2, 3), "float32"), method=method)
+    # Eagerly, non-finite costs of valid targets are refused on both paths,
+    # naming the images (the ops path returned an assignment silently).
+    cost = np.zeros((3, 4, 2), "float32")
+    cost[1, 2, 0] = np.nan
+    cost[2, 0, 1] = np.inf
+    for method in ("host", "ops"):
+        with pytest.raises(ValueError, match=r"NaN or infinite values for image\(s\) \[1, 2\]"):
+            keras_linear_sum_assignment(cost, method=method)
+    # ... but not those of padded targets.
+    mask = np.array([[1, 1], [0, 1], [1, 0]], bool)
+    for method in ("host", "ops"):
+        assert to_np(keras_linear_sum_assignment(cost, mask, method=method)).shape == (3, 2)
 
 
 def test_ops_path_runs_inside_a_compiled_function():
