@@ -228,20 +228,25 @@ def presets(argv, prog=f"{PROG} presets", epilog=None):
     """Prints the preset table: name, family, parameters, input size, weights' source, published score
     (keras_vit.presets.published) and, with --long, the description."""
     parser = command_parser(prog, COMMANDS["presets"][1], epilog)
-    parser.add_argument("--family", default=None, help="only this family")
+    parser.add_argument("--family", default=None, help="only this family, or the families it is a prefix of (dpt)")
     parser.add_argument("--long", action="store_true", help="also each preset's description")
     args = parser.parse_args(argv)
     from keras_vit.presets import registry  # the package registers every family
 
     families = sorted(registry._FAMILIES)
-    if args.family is not None and args.family not in families:
-        parser.error(f"--family must be one of {', '.join(families)}, not {args.family!r}")
+    if args.family is not None:
+        try:
+            families = registry.matching_families(args.family)
+        except ValueError:
+            parser.error(
+                f"--family must be one of {', '.join(families)} or a prefix of some (e.g. dpt), not {args.family!r}"
+            )
     from keras_vit.presets.published import PARAMETERS
     from keras_vit.presets.published import PUBLISHED
     from keras_vit.presets.published import parameters_text
 
     rows = []
-    for family in families if args.family is None else [args.family]:
+    for family in families:
         for name in registry.list_presets(family):
             entry = registry._FAMILIES[family].presets[name]
             score = PUBLISHED[name][0] or "-"

@@ -22,6 +22,17 @@ def _positive_int(text):
     return value
 
 
+def _seed(text):
+    """A random seed: an integer in [0, 2**32) (numpy's and Keras' range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**32), got {text!r}")
+    return value
+
+
 def _finite_float(text):
     try:
         value = float(text)
@@ -36,7 +47,7 @@ def add_config_arguments(parser, int_keys=(), float_keys=()):
     """`--some-key` options for config keys (None when not given) and `--mixed-precision`."""
     for key in int_keys:
         # argparse turns a bad value into a one-line message and exit code 2.
-        kind = int if key == "seed" else _positive_int
+        kind = _seed if key == "seed" else _positive_int
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, default=None)
     for key in float_keys:
         parser.add_argument(f"--{key.replace('_', '-')}", type=_finite_float, default=None)

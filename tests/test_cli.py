@@ -38,8 +38,11 @@ def test_presets_prints_one_row_per_preset(capsys):
     assert cli.main(["presets", "--family", "segmenter"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [row.split()[0] for row in rows] == keras_vit.list_presets("segmenter")
+    assert cli.main(["presets", "--family", "dpt"]) == 0  # a prefix: both DPT families
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert {row.split()[1] for row in rows} == {"dpt_depth", "dpt_segmentation"}
     assert cli.main(["presets", "--family", "vitt"]) == 2
-    assert "--family must be one of detr, dpt_depth, dpt_segmentation, segmenter, vit, not 'vitt'" in (
+    assert "--family must be one of detr, dpt_depth, dpt_segmentation, segmenter, vit or a prefix of some (e.g. dpt), not 'vitt'" in (
         capsys.readouterr().err
     )
 
@@ -47,6 +50,8 @@ def test_presets_prints_one_row_per_preset(capsys):
 @pytest.mark.parametrize("command", ["train", "detect", "depth", "segment"])
 def test_each_recipe_command_reaches_its_recipe(command, capsys):
     # A bad option is refused by the recipe's own parser: one line, exit code 2.
+    assert cli.main([command, "--seed", "-1"]) == 2  # refused at once, not 20 s into the run
+    assert "expected a seed in [0, 2**32), got '-1'" in capsys.readouterr().err
     assert cli.main([command, "--epochs", "0"]) == 2
     err = capsys.readouterr().err
     assert f"usage: keras-vit {command} " in err

@@ -192,17 +192,31 @@ def families():
     return dict(_FAMILIES)
 
 
+def matching_families(family):
+    """The family names that `family` selects: itself, or every family it is
+    the prefix of (`"dpt"` -> `dpt_depth`, `dpt_segmentation`); a ValueError
+    listing the families when none matches."""
+    if family in _FAMILIES:
+        return [family]
+    matches = sorted(name for name in _FAMILIES if isinstance(family, str) and family and name.startswith(family))
+    if not matches:
+        raise ValueError(
+            f"family must be one of {sorted(_FAMILIES)} (or a prefix of some, e.g. 'dpt'), or None. "
+            f"Received: family={family!r}"
+        )
+    return matches
+
+
 def list_presets(family=None):
     """Names of the built-in presets, sorted.
 
     Args:
-        family: None for every family, or a family name (`"vit"`, `"detr"`, ...).
+        family: None for every family, a family name (`"vit"`, `"detr"`,
+            ...) or a prefix of family names (`"dpt"`: both DPT families).
     """
     if family is None:
         return sorted(name for f in _FAMILIES.values() for name in f.presets)
-    if family not in _FAMILIES:
-        raise ValueError(f"family must be one of {sorted(_FAMILIES)} or None. Received: family={family!r}")
-    return sorted(_FAMILIES[family].presets)
+    return sorted(name for f in matching_families(family) for name in _FAMILIES[f].presets)
 
 
 def family_of_preset(name):
