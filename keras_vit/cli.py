@@ -156,7 +156,27 @@ def select_backend(backend):
     if chosen in BACKENDS and sys.modules.get("keras") is None and importlib.util.find_spec(chosen) is None:
         return (f"the {chosen} backend is selected but {chosen} is not installed: "
                 f"pip install -e \".[{chosen}]\" (or choose another with --backend)")
+    if chosen is None and sys.modules.get("keras") is None:
+        default = _keras_default_backend()
+        if default in BACKENDS and importlib.util.find_spec(default) is None:
+            installed = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
+            choice = f"--backend {installed[0]}" if installed else "--backend NAME after installing one"
+            return (f"Keras' default backend is {default}, which is not installed: pip install -e \".[{default}]\", "
+                    f"or run with {choice} (installed: {', '.join(installed) or 'none'})")
     return None
+
+
+def _keras_default_backend():
+    """The backend Keras picks without KERAS_BACKEND: keras.json's (in
+    KERAS_HOME or ~/.keras), else TensorFlow; read without importing Keras."""
+    import json
+
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
 
 
 def main(argv=None):
@@ -375,7 +395,10 @@ def predict(argv, prog=f"{PROG} predict", epilog=None):
         parser.error(f"--image-size must be a positive int, not {args.image_size}")
     from keras_vit.presets.preset_directory import read_metadata
 
-    metadata = read_metadata(args.source)
+    try:
+        metadata = read_metadata(args.source)
+    except ValueError as error:
+        parser.error(str(error))
     class_names = metadata.get("class_names")
     if args.class_names is not None:
         if not os.path.isfile(args.class_names):
@@ -385,10 +408,9 @@ def predict(argv, prog=f"{PROG} predict", epilog=None):
     # A recipe's DETR trains at its own size (shorter side and longer side at most image_size).
     recipe_size = (metadata.get("config") or {}).get("image_size") if metadata.get("recipe") == "detr_detection" else None
     size = args.image_size or recipe_size
-    from keras_vit.models.task import Task
     from keras_vit.prediction import predict_files
 
-    model = Task.from_preset(args.source)
+    model = _load_preset(parser, args.source)
     try:
         results = predict_files(
             model, args.images, args.output, class_names=class_names, top_k=args.top_k,
@@ -420,10 +442,9 @@ def benchmark(argv, prog=f"{PROG} benchmark", epilog=None):
         parser.error(f"--warmup must be >= 0, not {args.warmup}")
     size = _image_size(parser, args)
     from keras_vit.benchmarking import benchmark as run_benchmark
-    from keras_vit.models.task import Task
     from keras_vit.utils.files import write_json_atomically
 
-    model = Task.from_preset(args.source, load_weights=False)
+    model = _load_preset(parser, args.source, load_weights=False)
     print(f"{type(model).__name__} ({model.count_params():,} parameters) on {os.environ.get('KERAS_BACKEND', 'the default backend')}, "
           f"batch {args.batch_size}: {args.warmup} warm-up and {args.steps} timed steps", flush=True)
     try:
@@ -436,6 +457,17 @@ def benchmark(argv, prog=f"{PROG} benchmark", epilog=None):
         write_json_atomically(args.output, {"preset": args.source, **results})
         print(f"wrote {args.output}")
     return 0
+
+
+def _load_preset(parser, source, **kwargs):
+    """`Task.from_preset(source)`, a user error (unknown name, missing
+    folder or file, a folder that is no preset) as one line and exit 2."""
+    from keras_vit.models.task import Task
+
+    try:
+        return Task.from_preset(source, **kwargs)
+    except (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
+        parser.error(f"{source}: {error}" if source not in str(error) else str(error))
 
 
 def _add_image_size(parser):
@@ -468,9 +500,8 @@ def export(argv, prog=f"{PROG} export", epilog=None):
     if args.batch_size is not None and args.batch_size < 1:
         parser.error(f"--batch-size must be a positive int, not {args.batch_size}")
     from keras_vit.export import export_task
-    from keras_vit.models.task import Task
 
-    model = Task.from_preset(args.source)
+    model = _load_preset(parser, args.source)
     print(f"exporting {type(model).__name__} ({model.count_params():,} parameters) to {args.format} ...", flush=True)
     try:
         export_task(model, args.output, format=args.format, image_size=size, batch_size=args.batch_size,

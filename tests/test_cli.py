@@ -107,6 +107,39 @@ def test_a_backend_that_is_not_installed_is_named_with_its_extra(monkeypatch, ca
     )
 
 
+def test_a_missing_default_backend_is_named_when_none_is_chosen(monkeypatch, capsys, tmp_path):
+    """No KERAS_BACKEND, and Keras' default (TensorFlow) not installed: one
+    line naming the extra and the installed backends, not a traceback."""
+    import importlib.util
+
+    monkeypatch.setitem(sys.modules, "keras", None)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # no keras.json: TensorFlow
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "jax" else None)
+    assert cli.select_backend(None) == (
+        "Keras' default backend is tensorflow, which is not installed: pip install -e \".[tensorflow]\", "
+        "or run with --backend jax (installed: jax)"
+    )
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    assert cli.select_backend(None) is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["benchmark", "vit_tiny"],
+        ["predict", "runs/nonexistent", "digit.png"],
+        ["export", "no_such_preset", "out.onnx"],
+    ],
+    ids=["unknown-preset", "missing-folder", "export-unknown"],
+)
+def test_a_bad_preset_is_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error:" in err and argv[1] in err
+
+
 def _imports(*args, backend):
     """The modules a `python -m keras_vit.cli ARGS` process imports (`-X importtime`)."""
     env = dict(os.environ, KERAS_BACKEND=backend)
