@@ -50,8 +50,8 @@ COMMANDS = {
     "predict": (
         None,
         "run a preset on images or a folder: predictions.json and a picture per image",
-        ["keras-vit predict runs/digits/preset digit.png", "keras-vit predict vit_b16 photos/ --output predictions",
-         "keras-vit predict runs/detr/preset street.jpg --threshold 0.7 --class-names names.txt"],
+        ["keras-vit predict runs/vit_classification/preset digit.png", "keras-vit predict vit_b16 photos/ --output predictions",
+         "keras-vit predict runs/detr_detection/preset street.jpg --threshold 0.7 --class-names names.txt"],
     ),
     "evaluate": (
         None,
@@ -70,8 +70,8 @@ COMMANDS = {
         None,
         "export a preset (a name or a folder) to ONNX or a TensorFlow SavedModel, checked against Keras",
         ["keras-vit export vit_b16 vit_b16.onnx --format onnx",
-         "keras-vit --backend jax export runs/digits/preset digits_saved_model",
-         "keras-vit export runs/detr/preset detr.onnx --format onnx --image-size 800 1088 --batch-size 1"],
+         "keras-vit --backend jax export runs/vit_classification/preset digits_saved_model",
+         "keras-vit export runs/detr_detection/preset detr.onnx --format onnx --image-size 800 1088 --batch-size 1"],
     ),
     "benchmark": (
         None,
@@ -236,12 +236,17 @@ def _run_recipe(command, module, argv, options):
 
 def command_parser(prog, description, epilog=None):
     """The `argparse` parser of a `keras-vit` command (the recipes' too):
-    `epilog` (its examples) printed as written."""
+    `epilog` (its examples) printed as written, each option's default shown."""
     import argparse
 
-    return argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+        def _get_help_string(self, action):
+            text = action.help or ""
+            if "%(default)" in text or not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+                return text
+            return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
 
 
 def presets(argv, prog=f"{PROG} presets", epilog=None):
@@ -379,11 +384,11 @@ def predict(argv, prog=f"{PROG} predict", epilog=None):
     parser = command_parser(prog, COMMANDS["predict"][1], epilog)
     parser.add_argument("source", help="a preset name (keras-vit presets) or a preset folder (a recipe's preset/)")
     parser.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
-    parser.add_argument("--output", default="predictions", help="the folder to write (default: predictions)")
+    parser.add_argument("--output", default="predictions", help="the folder to write")
     parser.add_argument("--class-names", default=None, metavar="FILE",
                         help="a text file with one class name per line (default: the preset's, if it has them)")
-    parser.add_argument("--top-k", type=int, default=5, help="classes kept per image (ViT; default 5)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="DETR's score threshold (default 0.5)")
+    parser.add_argument("--top-k", type=int, default=5, help="classes kept per image (ViT)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="DETR's score threshold")
     parser.add_argument("--image-size", type=int, default=None,
                         help="DETR: the working size's shorter side (default: the recipe's size, or 800)")
     args = parser.parse_args(argv)
@@ -429,8 +434,8 @@ def benchmark(argv, prog=f"{PROG} benchmark", epilog=None):
     parser = command_parser(prog, COMMANDS["benchmark"][1], epilog)
     parser.add_argument("source", help="a preset name or folder (built without its weights: speed does not need them)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first, for compilation (default 2)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first, for compilation")
     _add_image_size(parser)
     parser.add_argument("--no-train", action="store_true", help="time inference only")
     parser.add_argument("--output", default=None, metavar="FILE", help="also write the figures to this JSON file")

@@ -43,14 +43,21 @@ def _finite_float(text):
     return value
 
 
-def add_config_arguments(parser, int_keys=(), float_keys=()):
-    """`--some-key` options for config keys (None when not given) and `--mixed-precision`."""
+def add_config_arguments(parser, int_keys=(), float_keys=(), defaults=None):
+    """`--some-key` options for config keys (None when not given: the
+    recipe's `defaults`, shown in the help) and `--mixed-precision`."""
+    defaults = defaults or {}
+
+    def shown(key):
+        value = defaults.get(key)
+        return None if value is None else f"default: {value}"
+
     for key in int_keys:
         # argparse turns a bad value into a one-line message and exit code 2.
         kind = _seed if key == "seed" else _positive_int
-        parser.add_argument(f"--{key.replace('_', '-')}", type=kind, default=None)
+        parser.add_argument(f"--{key.replace('_', '-')}", type=kind, default=None, help=shown(key))
     for key in float_keys:
-        parser.add_argument(f"--{key.replace('_', '-')}", type=_finite_float, default=None)
+        parser.add_argument(f"--{key.replace('_', '-')}", type=_finite_float, default=None, help=shown(key))
     parser.add_argument(
         "--mixed-precision", nargs="?", const="mixed_bfloat16", choices=("mixed_bfloat16", "mixed_float16"),
         default=None, help="mixed precision policy: mixed_bfloat16 (the default when given alone) or mixed_float16 "
@@ -160,7 +167,7 @@ def add_run_arguments(parser, dataset, output, preset=None):
     (default `output`), `--smoke`, `--data-dir`, `--offline`, and `--preset`
     when `preset` (its help text) is given."""
     parser.add_argument("--dataset", default=dataset, help=f"'{dataset}' (embedded), 'tfds:NAME' or 'folder:PATH' (a local folder in the task's layout)")
-    parser.add_argument("--output", default=output, help="output directory")
+    parser.add_argument("--output", default=output, help="output directory (a rerun with the same one resumes)")
     if preset is not None:
         parser.add_argument("--preset", default=None, help=preset)
     parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")

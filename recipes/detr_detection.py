@@ -310,6 +310,7 @@ def parse_args(argv=None, **parser_options):
             "decoder_layers", "ffn_dim", "num_queries", "epochs", "batch_size", "eval_every", "seed",
         ),
         float_keys=("learning_rate", "backbone_learning_rate", "weight_decay", "clip_norm", "dropout_rate"),
+        defaults=CONFIG,
     )
     args = parser.parse_args(argv)
     config = config_from_args(args, CONFIG, SMOKE)

@@ -220,6 +220,7 @@ def parse_args(argv=None, **parser_options):
         int_keys=dense_common.INT_KEYS,
         float_keys=("learning_rate", "weight_decay", "drop_path_rate", "depth_scale", "depth_shift",
                     "min_depth", "max_depth", "depth_png_scale"),
+        defaults=CONFIG,
     )
     args = parser.parse_args(argv)
     return config_from_args(args, CONFIG, SMOKE), args.output

@@ -232,7 +232,7 @@ def parse_args(argv=None, **parser_options):
     parser.add_argument("preset", help="a classification preset: name, preset folder or checkpoint file")
     add_run_arguments(parser, "digits", "runs/finetune")
     parser.add_argument("--method", default=CONFIG["method"],
-                        help="full, linear, partial, bias, adapter, lora or vpt; several joined by + (default: full)")
+                        help="full, linear, partial, bias, adapter, lora or vpt; several joined by +")
     parser.add_argument("--k", type=_positive, default=None, help="partial: the last K blocks train")
     parser.add_argument("--rank", type=_positive, default=None, help="lora: the rank (default 4)")
     parser.add_argument("--alpha", type=float, default=None, help="lora: the scale is alpha / rank (default: rank)")
@@ -255,6 +255,7 @@ def parse_args(argv=None, **parser_options):
     add_config_arguments(
         parser, int_keys=("image_size", "epochs", "batch_size", "seed"),
         float_keys=("learning_rate", "weight_decay", "dropout_rate", "drop_path_rate"),
+        defaults=CONFIG,
     )
     args = parser.parse_args(argv)
     config = config_from_args(args, CONFIG, SMOKE)

@@ -259,6 +259,7 @@ def parse_args(argv=None, **parser_options):
         parser,
         int_keys=dense_common.INT_KEYS,
         float_keys=("learning_rate", "weight_decay", "drop_path_rate"),
+        defaults=CONFIG,
     )
     args = parser.parse_args(argv)
     return config_from_args(args, CONFIG, SMOKE), args.output

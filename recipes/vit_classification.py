@@ -262,6 +262,7 @@ def parse_args(argv=None, **parser_options):
             "image_size", "patch_size", "hidden_dim", "num_layers", "num_heads", "mlp_dim", "epochs", "batch_size", "seed",
         ),
         float_keys=("learning_rate", "weight_decay", "dropout_rate", "drop_path_rate"),
+        defaults=CONFIG,
     )
     args = parser.parse_args(argv)
     return config_from_args(args, CONFIG, SMOKE), args.output

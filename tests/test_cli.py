@@ -4,6 +4,7 @@ traceback), every recipe reachable under its own `keras-vit COMMAND` usage
 line, `--backend`, and the preset table."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -160,3 +161,36 @@ def test_help_and_usage_errors_import_no_keras_and_backend_selects_before_keras(
     code, modules, process = _imports("--backend", other, "train", "--epochs", "0", backend=keras.backend.backend())
     assert code == 2 and "expected a positive integer" in process.stderr
     assert f"keras.src.backend.{other}" in modules
+
+
+def _help(command, capsys):
+    assert cli.main([command, "--help"]) == 0
+    return capsys.readouterr().out
+
+
+def test_every_help_example_names_real_options_and_folders_that_commands_write(capsys):
+    """Each example of `keras-vit --help` and of every command's help uses
+    options that command has, and a `runs/<name>/preset` folder only where
+    `<name>` is the default output of a recipe (the help once said
+    runs/digits/preset, which nothing writes); every recipe option's help
+    shows its default."""
+    import shlex
+
+    outputs = set()
+    for command, (module, _, _) in cli.COMMANDS.items():
+        if module is not None:
+            text = _help(command, capsys)
+            outputs.add(re.search(r"--output OUTPUT\s+output directory.*?\(default:\s+(runs/\w+)\)", text, re.S).group(1))
+            assert re.search(r"--epochs EPOCHS\s+default: \d+", text), command
+    assert outputs == {"runs/vit_classification", "runs/finetune", "runs/detr_detection", "runs/dpt_depth",
+                       "runs/segmentation"}
+    for command, (_, _, examples) in cli.COMMANDS.items():
+        text = _help(command, capsys)
+        for example in examples:
+            words = shlex.split(example)
+            assert words[0] == "keras-vit" and command in words, example
+            for word in words:
+                if word.startswith("--") and word != "--backend":
+                    assert re.search(rf"(?m)^\s+{re.escape(word)}\b", text) or f", {word}" in text, (example, word)
+            for path in re.findall(r"runs/\w+(?=/preset)", example):
+                assert path in outputs, example
