@@ -98,10 +98,11 @@ def main():
         for method, value in summary[backend].items():
             print(f"{backend}: {method} trains {value['speedup_median']:.2f}x as fast as full "
                   f"(range {value['speedup_range'][0]:.2f}-{value['speedup_range'][1]:.2f})", flush=True)
-    with open(args.output, "w") as f:
-        json.dump({"batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds, "runs": rows,
-                   "summary": summary}, f, indent=2)
-        f.write("\n")
+        # After each backend, so that a long run interrupted keeps what it measured.
+        with open(args.output, "w") as f:
+            json.dump({"batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds, "runs": rows,
+                       "summary": summary}, f, indent=2)
+            f.write("\n")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ prompts) add them before the flags are set:
 
 | method | trains | adds |
 |---|---|---|
-| `"full"` | every weight | |
+| `"full"` | every weight (DETR: but the ResNet stem and layer1, as the original) | |
 | `"linear"` | the head | |
 | `"partial"` (`k=`) | the last k encoder blocks, the final norm, the head | |
 | `"bias"` | every bias and norm bias (BitFit), the head | |
@@ -146,7 +146,7 @@ def _variables_of(layers):
     return [v for layer in layers for v in layer.weights]
 
 
-def _rebuilt_with(model, anatomy, backbone_changes):
+def _rebuilt_with(model, backbone_changes):
     """The same task with its ViT backbone's config changed (prompts,
     adapters), and every weight of `model` copied over by path."""
     from keras_vit.presets.registry import transfer_by_path
@@ -241,7 +241,7 @@ def prepare(model, method, **options):
     if changes:
         # The tunable set carries over by path: weights frozen before stay frozen.
         frozen_paths = {v.path for v in model.weights if id(v) not in tunable}
-        model = _rebuilt_with(model, anatomy, changes)
+        model = _rebuilt_with(model, changes)
         anatomy = _Anatomy(model)
         tunable = {id(v) for v in model.weights if v.path not in frozen_paths and v.trainable}
 
