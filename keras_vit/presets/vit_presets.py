@@ -125,30 +125,16 @@ VIT_PRESETS = {
     # Pre-training checkpoints people fine-tune from: ImageNet-21k (21,843
     # classes) with its head, the original in21k B/16 that VPT starts from
     # (released without a head), and MAE's self-supervised ViT-B/16 (no head).
-    "vit_ti16_in21k": _preset(
-        "Ti", 16, 224,
-        "timm/vit_tiny_patch16_224.augreg_in21k",
-        "ViT-Ti/16, ImageNet-21k pre-trained (AugReg), with its 21,843-class head: a starting point for fine-tuning.",
-        classifier={"num_classes": 21843},
-    ),
-    "vit_s16_in21k": _preset(
-        "S", 16, 224,
-        "timm/vit_small_patch16_224.augreg_in21k",
-        "ViT-S/16, ImageNet-21k pre-trained (AugReg), with its 21,843-class head: a starting point for fine-tuning.",
-        classifier={"num_classes": 21843},
-    ),
-    "vit_b16_in21k": _preset(
-        "B", 16, 224,
-        "timm/vit_base_patch16_224.augreg_in21k",
-        "ViT-B/16, ImageNet-21k pre-trained (AugReg), with its 21,843-class head: a starting point for fine-tuning.",
-        classifier={"num_classes": 21843},
-    ),
-    "vit_l16_in21k": _preset(
-        "L", 16, 224,
-        "timm/vit_large_patch16_224.augreg_in21k",
-        "ViT-L/16, ImageNet-21k pre-trained (AugReg), with its 21,843-class head: a starting point for fine-tuning.",
-        classifier={"num_classes": 21843},
-    ),
+    **{
+        f"vit_{variant.lower()}16_in21k": _preset(
+            variant, 16, 224,
+            f"timm/vit_{size}_patch16_224.augreg_in21k",
+            f"ViT-{variant}/16, ImageNet-21k pre-trained (AugReg), with its 21,843-class head: a starting point "
+            "for fine-tuning.",
+            classifier={"num_classes": 21843},
+        )
+        for variant, size in (("Ti", "tiny"), ("S", "small"), ("B", "base"), ("L", "large"))
+    },
     "vit_b16_orig_in21k": _preset(
         "B", 16, 224,
         "timm/vit_base_patch16_224.orig_in21k",
