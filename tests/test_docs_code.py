@@ -45,3 +45,13 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
     namespace = {"__name__": "__docs__"}
     for index, code in enumerate(runnable):
         exec(compile(code, f"{page} (block {index + 1})", "exec"), namespace)
+
+
+@pytest.mark.one_backend("torch", "the pages do not depend on the backend")
+def test_the_home_page_gives_the_readmes_set_up():
+    """One set-up story: the README's main-job command is the home page's."""
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    home = open(os.path.join(ROOT, "docs", "index.md"), encoding="utf-8").read()
+    command = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "keras-vit train" in line)
+    assert command in home
+    assert "export KERAS_BACKEND=jax" not in home
