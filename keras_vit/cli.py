@@ -504,7 +504,13 @@ def export(argv, prog=f"{PROG} export", epilog=None):
     size = _image_size(parser, args)
     if args.batch_size is not None and args.batch_size < 1:
         parser.error(f"--batch-size must be a positive int, not {args.batch_size}")
+    from keras_vit.export import check_destination
     from keras_vit.export import export_task
+
+    try:  # before the model loads: a bad destination fails at once
+        check_destination(args.output, args.format)
+    except ValueError as error:
+        parser.error(str(error))
 
     model = _load_preset(parser, args.source)
     print(f"exporting {type(model).__name__} ({model.count_params():,} parameters) to {args.format} ...", flush=True)

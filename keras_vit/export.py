@@ -69,6 +69,25 @@ def serving_model(model, image_size=None):
     return keras.Model(images, outputs)
 
 
+def check_destination(filepath, format):
+    """A ValueError, before any work, when `filepath` cannot take a `format`
+    artifact: an ONNX file over a directory, a SavedModel over a file, or a
+    folder this process may not write into."""
+    path = os.path.abspath(os.fspath(filepath))
+    if format == "onnx" and os.path.isdir(path):
+        raise ValueError(
+            f"{filepath} is a directory and an ONNX export is one file: give a file path, e.g. "
+            f"{os.path.join(os.fspath(filepath), 'model.onnx')}."
+        )
+    if format == "tf_saved_model" and os.path.isfile(path):
+        raise ValueError(f"{filepath} is a file and a SavedModel is a directory: give a folder path.")
+    existing = os.path.dirname(path)
+    while existing and not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+    if existing and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{existing} is not writable: choose another destination than {filepath}.")
+
+
 def export_task(model, filepath, format="tf_saved_model", image_size=None, batch_size=None, verify=True, verbose=None):
     """Writes `model` (a keras_vit task) as `format` to `filepath`; returns `filepath`.
 
@@ -88,6 +107,7 @@ def export_task(model, filepath, format="tf_saved_model", image_size=None, batch
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}. Received: format={format!r}")
+    check_destination(filepath, format)
     backend = keras.backend.backend()
     if format == "tf_saved_model" and backend == "torch":
         raise NotImplementedError(

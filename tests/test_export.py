@@ -159,6 +159,24 @@ def test_unsupported_exports_fail_with_the_reason(family, format, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_bad_destination_is_refused_before_any_work(tmp_path, capsys):
+    """An ONNX path that is a directory failed only after the whole export
+    (IsADirectoryError on the rename); now at once, one line and exit 2 from
+    the command."""
+    from keras_vit import cli
+    from keras_vit.export import check_destination
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"folder is a directory and an ONNX export is one file"):
+        check_destination(str(tmp_path / "folder"), "onnx")
+    with pytest.raises(ValueError, match=r"file.txt is a file and a SavedModel is a directory"):
+        check_destination(str(tmp_path / "file.txt"), "tf_saved_model")
+    check_destination(str(tmp_path / "new" / "deeper" / "model.onnx"), "onnx")  # folders to be made: fine
+    assert cli.main(["export", "no_such_preset_needed", str(tmp_path / "folder"), "--format", "onnx"]) == 2
+    assert "is a directory and an ONNX export is one file" in capsys.readouterr().err
+
+
 def test_bad_arguments_are_named(tmp_path):
     model = _model("vit")
     with pytest.raises(ValueError, match="format must be one of"):
