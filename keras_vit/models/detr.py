@@ -1,7 +1,6 @@
 import keras
 from keras import ops
 
-from keras_vit.backend.host_callback import host_check_errors
 from keras_vit.distribution import replica_count
 from keras_vit.distribution import replica_sum
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
@@ -309,24 +308,20 @@ class DETR(Task, keras.Model):
         check_targets(labels, boxes, mask, self.num_classes, where="y")
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        self._check_host_targets(y)
-        with host_check_errors():
-            return super().fit(x, y, *args, **kwargs)
+        self._check_host_targets(y)  # Task's fit surfaces the in-step checks as ValueError
+        return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        self._check_host_targets(y)
-        with host_check_errors():
-            return super().evaluate(x, y, *args, **kwargs)
+        self._check_host_targets(y)  # Task's evaluate surfaces the in-step checks as ValueError
+        return super().evaluate(x, y, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, *args, **kwargs):
-        self._check_host_targets(y)
-        with host_check_errors():
-            return super().train_on_batch(x, y, *args, **kwargs)
+        self._check_host_targets(y)  # Task's train_on_batch surfaces the in-step checks as ValueError
+        return super().train_on_batch(x, y, *args, **kwargs)
 
     def test_on_batch(self, x, y=None, *args, **kwargs):
-        self._check_host_targets(y)
-        with host_check_errors():
-            return super().test_on_batch(x, y, *args, **kwargs)
+        self._check_host_targets(y)  # Task's test_on_batch surfaces the in-step checks as ValueError
+        return super().test_on_batch(x, y, *args, **kwargs)
 
     def _targets(self, x, y):
         if not isinstance(y, dict) or "boxes" not in y or "labels" not in y:

@@ -125,12 +125,10 @@ class _Anatomy:
         if self.vit is not None:
             self.blocks = [backbone.get_layer(f"block_{i}") for i in range(backbone.num_layers)]
             self.final_norm = [backbone.get_layer("encoder_norm")]
-            self.lora_scope = self.blocks
             self.default_targets = ("qkv",)
         elif hasattr(model, "encoder") and hasattr(model, "decoder"):  # DETR
             self.blocks = list(model.encoder) + list(model.decoder)
             self.final_norm = [model.decoder_norm]
-            self.lora_scope = self.blocks
             self.default_targets = ("query", "value")
             # The original trains the ResNet from layer2 on: the stem and
             # layer1 stay frozen (facebookresearch/detr models/backbone.py).
@@ -296,7 +294,7 @@ def _recorded(methods, options):
 def _enable_lora(anatomy, options):
     targets = options["targets"] or anatomy.default_targets
     found = {}
-    for block in anatomy.lora_scope:
+    for block in anatomy.blocks:
         for layer in block._flatten_layers(include_self=False, recursive=True):
             if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
                 found.setdefault(layer.name, []).append(layer)
