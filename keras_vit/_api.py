@@ -6,12 +6,14 @@ from keras_vit import layers
 from keras_vit import ops
 from keras_vit import tuning
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
+from keras_vit.backbones.swin_backbone import SwinBackbone
 from keras_vit.backbones.vit_backbone import ViTBackbone
 from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
 from keras_vit.models.detr import DETR
 from keras_vit.models.dpt import DPTDepthEstimator
 from keras_vit.models.dpt import DPTImageSegmenter
 from keras_vit.models.segmenter import Segmenter
+from keras_vit.models.swin import Swin
 from keras_vit.models.vit import ViT
 from keras_vit.presets import list_presets
 from keras_vit.presets import preset_cache_dir
@@ -22,6 +24,8 @@ __all__ = [
     "DPTImageSegmenter",
     "ResNetBackbone",
     "Segmenter",
+    "Swin",
+    "SwinBackbone",
     "ViT",
     "ViTBackbone",
     "ViTImagePreprocessor",

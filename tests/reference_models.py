@@ -93,3 +93,23 @@ def assert_segmenter_equal(model, reference, x, x_torch, tolerance=1e-4):
     got = model(x, training=False)
     assert max_abs_diff(got["logits"], expected.permute(0, 2, 3, 1)) <= tolerance
     assert max_abs_diff(got["aux_logits"], captured["aux"].permute(0, 2, 3, 1)) <= tolerance
+
+
+def swin_official_layout(state, depths):
+    """A timm Swin state dict (numpy) in the official `.pth` layout: merging at the end of
+    the previous stage, `head`, and the buffers the official code saves."""
+    import torch
+
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "layers" and parts[2] == "downsample":
+            parts[1] = str(int(parts[1]) - 1)
+        if key.startswith("head.fc."):
+            parts = ["head", parts[-1]]
+        out[".".join(parts)] = torch.from_numpy(value)
+    for stage, depth in enumerate(depths):
+        for block in range(depth):
+            out[f"layers.{stage}.blocks.{block}.attn.relative_position_index"] = torch.zeros(9, 9, dtype=torch.long)
+            out[f"layers.{stage}.blocks.{block}.attn_mask"] = torch.full((4, 9, 9), -100.0)
+    return out

@@ -1,4 +1,5 @@
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
+from keras_vit.backbones.swin_backbone import SwinBackbone
 from keras_vit.backbones.vit_backbone import ViTBackbone
 
-__all__ = ["ResNetBackbone", "ViTBackbone"]
+__all__ = ["ResNetBackbone", "SwinBackbone", "ViTBackbone"]

@@ -1,5 +1,7 @@
 """The shared base of keras_vit backbones: presets and preset directories."""
 
+import keras
+
 from keras_vit.presets.registry import ClassPresets
 
 
@@ -28,3 +30,53 @@ class Backbone:
         from keras_vit.presets.preset_directory import write_preset
 
         return write_preset(self, directory, metadata=metadata)
+
+
+PYRAMID_LEVELS = ("P2", "P3", "P4", "P5")
+
+
+class FeaturePyramid:
+    """The multi-scale backbone contract (keras-hub's `FeaturePyramidBackbone`
+    convention), mixed into backbones with stages:
+
+    - `pyramid_outputs`: `{"P2": tensor, ..., "P5": tensor}`, the symbolic
+      outputs of the four stages, P2 to P5 at strides 4, 8, 16 and 32 (a
+      dilated stage keeps its predecessor's stride; its level keeps its
+      name). `keras.Model(backbone.inputs, backbone.pyramid_outputs)` maps
+      images to the four maps;
+    - `pyramid_feature_names`: `{level: feature name}` (e.g. `"P5":
+      "stage_4"`), names of `feature_extractor`;
+    - `pyramid_extractor(levels)`: that model for some levels.
+
+    A class sets `self._pyramid = {level: feature name}` after building.
+    """
+
+    @property
+    def pyramid_feature_names(self):
+        return dict(self._pyramid)
+
+    @property
+    def pyramid_outputs(self):
+        return {level: self._feature_tensors[name] for level, name in self._pyramid.items()}
+
+    def pyramid_extractor(self, levels=None):
+        """A model mapping images to `{level: feature map}` for `levels`
+        (names among `"P2"`...`"P5"`; all by default)."""
+        levels = list(self._pyramid) if levels is None else check_pyramid_levels(levels, self._pyramid)
+        return keras.Model(
+            self.inputs[0], {level: self._feature_tensors[self._pyramid[level]] for level in levels},
+            name=f"{self.name}_pyramid",
+        )
+
+
+def check_pyramid_levels(levels, available):
+    """`levels` (a level or a list) as a list, or a ValueError listing the available ones."""
+    if isinstance(levels, str):
+        levels = [levels]
+    for level in levels:
+        if level not in available:
+            raise ValueError(
+                f"Unknown pyramid level {level!r}: this backbone publishes {list(available)} "
+                "(P2...P5 at strides 4...32)."
+            )
+    return list(levels)

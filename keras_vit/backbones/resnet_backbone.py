@@ -1,6 +1,7 @@
 import keras
 
 from keras_vit.backbones.backbone import Backbone
+from keras_vit.backbones.backbone import FeaturePyramid
 from keras_vit.layers.conv2d import Conv2D
 from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_feature_names
@@ -58,7 +59,7 @@ def _apply(layers, x):
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
-class ResNetBackbone(Backbone, keras.Model):
+class ResNetBackbone(FeaturePyramid, Backbone, keras.Model):
     """ResNet-50/101 in torchvision's layout, as DETR uses it.
 
     ResNet v1.5 (the stride sits on each bottleneck's 3x3 conv), BatchNorm
@@ -71,6 +72,8 @@ class ResNetBackbone(Backbone, keras.Model):
     Features are published by name: `"stem"` (stride 4), `"stage_1"` ..
     `"stage_4"` (C2..C5: 256, 512, 1024, 2048 channels at strides 4, 8, 16,
     32, or 16 for the last with dilation). The model's output is `"stage_4"`.
+    `pyramid_outputs` (the multi-scale contract, see `keras_vit.SwinBackbone`)
+    gives the stages as levels `"P2"`...`"P5"`.
 
     Args:
         depth: 50 or 101, or four per-stage block counts (e.g. `(1, 1, 1, 1)`
@@ -155,6 +158,7 @@ class ResNetBackbone(Backbone, keras.Model):
         self.image_shape = tuple(image_shape)
         self.dilate_last_stage = bool(dilate_last_stage)
         self._feature_tensors = features
+        self._pyramid = {f"P{stage + 1}": f"stage_{stage}" for stage in range(1, 5)}
 
     @property
     def feature_names(self):

@@ -57,6 +57,11 @@ def read_checkpoint(path):
 
 
 def detect_format(arrays):
+    if any(k.endswith("relative_position_bias_table") for k in arrays):
+        raise ValueError(
+            "This checkpoint has relative position bias tables: a Swin Transformer, not a ViT. "
+            "Load it with keras_vit.Swin.from_preset."
+        )
     if "embedding/kernel" in arrays:
         return "npz"
     if "patch_embed.proj.weight" in arrays:

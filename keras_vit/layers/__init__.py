@@ -19,6 +19,9 @@ from keras_vit.layers.segmenter_linear_decoder import SegmenterLinearDecoder
 from keras_vit.layers.segmenter_mask_transformer import SegmenterMaskTransformer
 from keras_vit.layers.sine_position_encoding import SinePositionEncoding
 from keras_vit.layers.std_conv2d import StdConv2D
+from keras_vit.layers.swin_block import SwinPatchMerging
+from keras_vit.layers.swin_block import SwinTransformerBlock
+from keras_vit.layers.swin_block import SwinWindowAttention
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
 
@@ -43,6 +46,9 @@ __all__ = [
     "SegmenterMaskTransformer",
     "SinePositionEncoding",
     "StdConv2D",
+    "SwinPatchMerging",
+    "SwinTransformerBlock",
+    "SwinWindowAttention",
     "TokenPooling",
     "TransformerEncoderBlock",
     "ViTImagePreprocessor",

@@ -63,6 +63,33 @@ def _nearest_indices(out_size, in_size):
     return ops.cast(ops.floor(ops.arange(out_size, dtype="float32") * ratio), "int32")
 
 
+def _feature_model(backbone, level):
+    """The model mapping images to the map DETR reads (see `DETR`'s `feature_level`)."""
+    if not isinstance(backbone, keras.Model):
+        raise TypeError(f"backbone must be a keras.Model (e.g. ResNetBackbone). Received: {backbone!r}")
+    pyramid = getattr(backbone, "pyramid_feature_names", None)
+    if pyramid is None:
+        if level != "P5":
+            raise ValueError(
+                f"feature_level={level!r} needs a backbone with pyramid_outputs (ResNetBackbone, SwinBackbone); "
+                f"{type(backbone).__name__} has one output: leave feature_level='P5'."
+            )
+        return backbone
+    from keras_vit.backbones.backbone import check_pyramid_levels
+
+    check_pyramid_levels(level, pyramid)
+    if backbone.pyramid_outputs[level] is backbone.output:
+        return backbone
+    model = keras.Model(backbone.inputs[0], backbone.pyramid_outputs[level], name=f"{backbone.name}_{level}")
+    # The layers after the level (a Swin's final LayerNorm) get no gradient:
+    # frozen, so that optimizers do not warn about them or decay them.
+    used = {id(layer) for layer in model.layers}
+    for layer in backbone.layers:
+        if id(layer) not in used and layer.weights:
+            layer.trainable = False
+    return model
+
+
 def _replica_mean(value):
     """The mean of `value` over the data-parallel replicas (keras_vit.distribution)."""
     return replica_sum(value) / replica_count()
@@ -72,7 +99,10 @@ def _replica_mean(value):
 class DETR(Task, keras.Model):
     """DETR (Carion et al., 2020): a CNN, a transformer and set prediction.
 
-    A ResNet backbone gives a stride-32 (16 for DC5) feature map; a 1x1 conv
+    The backbone gives one feature map: the `feature_level` of a multi-scale
+    backbone's `pyramid_outputs` (`"P5"` by default: ResNet's last stage at
+    stride 32, 16 for DC5, or a Swin's), or the output of any other Keras
+    model mapping images to a map; a 1x1 conv
     projects it to `hidden_dim`; the flattened map runs through a post-norm
     transformer encoder with a mask-aware 2-D sine position encoding added to
     queries and keys at every layer; `num_queries` learned object queries run
@@ -108,8 +138,12 @@ class DETR(Task, keras.Model):
     loss; its terms are reported as metrics.
 
     Args:
-        backbone: a `ResNetBackbone` (any Keras model mapping images to one
-            feature map works).
+        backbone: a backbone with `pyramid_outputs` (`ResNetBackbone`,
+            `SwinBackbone`), or any Keras model mapping images to one
+            feature map.
+        feature_level: `"P2"`...`"P5"`, the pyramid level the transformer
+            reads (`"P5"`); a backbone without `pyramid_outputs` takes only
+            `"P5"`, meaning its output.
         num_classes: int, object classes (91 for COCO ids).
         num_queries: int, object queries.
         hidden_dim, num_heads, encoder_layers, decoder_layers, ffn_dim: the
@@ -147,13 +181,17 @@ class DETR(Task, keras.Model):
         no_object_weight=0.1,
         auxiliary_loss=True,
         matching="host",
+        feature_level="P5",
         dtype=None,
         **kwargs,
     ):
         super().__init__(dtype=dtype, **kwargs)
-        if not isinstance(backbone, keras.Model):
-            raise TypeError(f"backbone must be a keras.Model (e.g. ResNetBackbone). Received: {backbone!r}")
         self.backbone = backbone
+        self.feature_level = feature_level
+        # The map the transformer reads: the backbone itself when the level
+        # is its output, else a model sharing its layers up to that level,
+        # kept out of Keras' tracking (its variables are the backbone's).
+        self.__dict__["_feature_model"] = _feature_model(backbone, feature_level)
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.num_queries = check_positive_int("num_queries", num_queries)
         self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
@@ -214,7 +252,7 @@ class DETR(Task, keras.Model):
             initializer=keras.initializers.RandomNormal(stddev=1.0),
             name="query_embeddings",
         )
-        channels = self.backbone.output.shape[-1]
+        channels = self._feature_model.output.shape[-1]
         self.input_projection.build((None, None, None, channels))
         for layer in self.encoder:
             layer.build((None, None, self.hidden_dim))
@@ -232,7 +270,7 @@ class DETR(Task, keras.Model):
 
     def call(self, inputs, training=None):
         images, mask = _unpack_inputs(inputs)
-        features = self.input_projection(self.backbone(self._normalise(images, mask), training=training))
+        features = self.input_projection(self._feature_model(self._normalise(images, mask), training=training))
         batch, height, width = ops.shape(features)[0], features.shape[1], features.shape[2]
         if height is None or width is None:
             height, width = ops.shape(features)[1], ops.shape(features)[2]
@@ -530,6 +568,7 @@ class DETR(Task, keras.Model):
             "no_object_weight": self.no_object_weight,
             "auxiliary_loss": self.auxiliary_loss,
             "matching": self.matching,
+            "feature_level": self.feature_level,
         }
 
     @classmethod

@@ -1,13 +1,14 @@
 """Presets: the registry, the preset directory format and the families' tables.
 
 Importing this package registers the built-in families (`vit`, `detr`,
-`dpt_depth`, `dpt_segmentation`, `segmenter`); it
+`dpt_depth`, `dpt_segmentation`, `segmenter`, `swin`); it
 imports no model module (tests/presets/test_registry.py checks it).
 """
 
 from keras_vit.presets import detr_presets
 from keras_vit.presets import dpt_presets
 from keras_vit.presets import segmenter_presets
+from keras_vit.presets import swin_presets
 from keras_vit.presets import vit_presets
 from keras_vit.presets.detr_presets import DETR_PRESETS
 from keras_vit.presets.preset_directory import preset_cache_dir
@@ -26,5 +27,6 @@ __all__ = [
     "preset_cache_dir",
     "register_family",
     "segmenter_presets",
+    "swin_presets",
     "vit_presets",
 ]

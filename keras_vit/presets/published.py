@@ -20,6 +20,8 @@ datasets cannot be downloaded here).
   relative-depth models have no single score (zero-shot tables per dataset).
 - Segmenter: ADE20K validation mIoU, single scale, from the Segmenter
   repository's README.
+- Swin: ImageNet-1k validation top-1 from the Swin-Transformer repository's
+  MODELHUB.md (at the preset's resolution).
 """
 
 PARAMETERS = {
@@ -59,9 +61,15 @@ PARAMETERS = {
     "vit_l16_in21k": 325_690_707,
     "vit_b16_orig_in21k": 85_798_656,
     "vit_b16_mae": 85_798_656,
+    "swin_t": 28_288_354,
+    "swin_s": 49_606_258,
+    "swin_b": 87_768_224,
+    "swin_b_384": 87_903_584,
+    "swin_l": 196_532_476,
 }
 
 _TIMM = "timm results-imagenet.csv"
+_SWIN = "Swin-Transformer MODELHUB.md"
 _AUGREG = "vision_transformer README (AugReg i21k -> ImageNet at 384)"
 PUBLISHED = {
     "vit_ti16": ("ImageNet top-1 75.45", _TIMM),
@@ -100,6 +108,11 @@ PUBLISHED = {
     "seg_base_mask": ("ADE20K mIoU 48.5", "Segmenter README"),
     "seg_base_8_linear": ("ADE20K mIoU 49.5", "Segmenter README"),
     "seg_large_mask": ("ADE20K mIoU 51.8", "Segmenter README"),
+    "swin_t": ("ImageNet top-1 81.2", _SWIN),
+    "swin_s": ("ImageNet top-1 83.2", _SWIN),
+    "swin_b": ("ImageNet top-1 83.5", _SWIN),
+    "swin_b_384": ("ImageNet top-1 86.4 (ImageNet-22k pre-trained)", _SWIN),
+    "swin_l": ("ImageNet top-1 86.3 (ImageNet-22k pre-trained)", _SWIN),
 }
 
 
