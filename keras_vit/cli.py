@@ -287,7 +287,7 @@ def presets(argv, prog=f"{PROG} presets", epilog=None):
 
 def _weights_from(entry):
     """Where a preset's weights come from: a hub repo or the original release's file."""
-    source = entry.get("source") or entry.get("original") or entry.get("official") or ""
+    source = entry.get("source") or entry.get("timm") or entry.get("original") or entry.get("official") or ""
     return str(source)
 
 
@@ -345,11 +345,13 @@ def convert(argv, prog=f"{PROG} convert", epilog=None):
         model.save_to_preset(args.output_dir, metadata={"converted_from": args.source})
         print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")
         return 0
-    from keras_vit.models.vit import ViT
+    from keras_vit.models.swin import Swin
+    from keras_vit.presets.loader import classifier_class
 
-    model = ViT.from_preset(
-        args.source, num_classes=args.num_classes, image_size=args.image_size, **overrides
-    )
+    cls = classifier_class(args.source)
+    if cls is Swin and args.num_heads is not None:
+        parser.error("--num-heads is for timm ViT files; a Swin checkpoint states its head counts")
+    model = cls.from_preset(args.source, num_classes=args.num_classes, image_size=args.image_size, **overrides)
     model.save_to_preset(args.output_dir, metadata={"converted_from": args.source})
     print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")
     return 0

@@ -15,6 +15,12 @@ boxes; killed at any moment, a rerun resumes after the last finished epoch.
     python -m recipes.detr_detection                      # shapes, ~10 minutes on 2 cores
     python -m recipes.detr_detection --smoke              # a few steps, for CI
     python -m recipes.detr_detection --dataset tfds:coco/2017 --preset detr_r50 --image-size 800 --epochs 1
+    python -m recipes.detr_detection --backbone swin_t    # a new DETR on Swin-T's ImageNet weights
+
+`--backbone NAME` builds a new DETR on the backbone of a multi-scale preset
+(`swin_t`, `swin_s`, ...: any input size, its last stage, P5, feeding the
+transformer), trained at `--backbone-learning-rate`; the default is a small
+ResNet from scratch.
 """
 
 import os
@@ -49,6 +55,7 @@ CONFIG = {
     "num_test": 300,
     "max_objects": 3,
     "preset": None,
+    "backbone": None,
     "hidden_dim": 64,
     "num_heads": 4,
     "encoder_layers": 2,
@@ -211,10 +218,42 @@ def build_model(config, num_classes):
     if config["preset"]:
         return keras_vit.DETR.from_preset(config["preset"], num_classes=num_classes, **common)
     backbone = {"depth": (1, 1, 1, 1), "stem_filters": 16, "stage_filters": (32, 64, 128, 256), "dilate_last_stage": True}
+    if config["backbone"]:
+        backbone = keras.saving.serialize_keras_object(pyramid_backbone(config["backbone"], dtype))
     sizes = ("num_queries", "hidden_dim", "num_heads", "encoder_layers", "decoder_layers", "ffn_dim")
-    return build_detr(
-        {"backbone": backbone, "num_classes": num_classes, **{k: config[k] for k in sizes}}, **common
-    )
+    model = build_detr({"backbone": backbone, "num_classes": num_classes, **{k: config[k] for k in sizes}}, **common)
+    if config["backbone"]:
+        # build_detr rebuilds the backbone from its config: the preset's weights again.
+        model.backbone.set_weights(pyramid_backbone(config["backbone"], dtype).get_weights())
+    return model
+
+
+def pyramid_backbone(name, dtype=None):
+    """The backbone of a multi-scale preset (`swin_t`, ..., or such a preset
+    directory) with its weights, for any input size."""
+    from keras_vit.backbones.backbone import FeaturePyramid
+    from keras_vit.presets.registry import family_of_preset
+
+    if os.path.isdir(name):  # a preset directory (a Swin classifier's or backbone's)
+        from keras_vit.presets.preset_directory import read_preset_directory
+        from keras_vit.presets.registry import family_of_class
+
+        family = family_of_class(read_preset_directory(name, load_weights=False)[0])
+        if family is None:
+            raise ValueError(f"backbone: {name} holds no keras_vit preset of a known family.")
+    else:
+        family = family_of_preset(name)
+    cls = keras.saving.get_registered_object(family.backbone)
+    if not issubclass(cls, FeaturePyramid) or family.name == "detr":
+        choices = sorted(
+            n for f in keras_vit.presets.registry.families().values() if f.name != "detr"
+            and issubclass(keras.saving.get_registered_object(f.backbone), FeaturePyramid) for n in f.presets
+        )
+        raise ValueError(
+            f"backbone must be a preset of a multi-scale backbone, one of {choices} (for a DETR preset's own "
+            f"backbone, use --preset). Received: backbone={name!r}"
+        )
+    return cls.from_preset(name, image_size=(None, None), dtype=dtype)
 
 
 def evaluate(model, test, batch_size, verbose=False):
@@ -263,10 +302,12 @@ def _run(config, output_dir, verbose, plan):
         )
     else:
         schedule = config["learning_rate"]
-    if config["preset"]:
+    if config["preset"] or config["backbone"]:
         # Fine-tuning as the original: the stem and layer1 frozen (every
         # BatchNorm already is), the backbone at a tenth of the learning rate.
-        model = tuning.prepare(model, "full")
+        # A pretrained backbone alone trains at backbone_learning_rate too.
+        if config["preset"]:
+            model = tuning.prepare(model, "full")
         optimizer = tuning.detr_finetuning_optimizer(
             model, schedule, config["backbone_learning_rate"], config["weight_decay"], config["clip_norm"]
         )
@@ -303,6 +344,11 @@ def parse_args(argv=None, **parser_options):
     parser = recipe_parser(__doc__, **parser_options)
     add_run_arguments(parser, "shapes", "runs/detr_detection", preset="start from a DETR preset (e.g. detr_r50)")
     parser.add_argument("--matching", default=None, choices=["host", "ops"])
+    parser.add_argument(
+        "--backbone", default=None,
+        help="a new DETR on this multi-scale preset's backbone with its weights (e.g. swin_t); "
+        "default: a small ResNet from scratch",
+    )
     add_config_arguments(
         parser,
         int_keys=(
@@ -314,6 +360,8 @@ def parse_args(argv=None, **parser_options):
     )
     args = parser.parse_args(argv)
     config = config_from_args(args, CONFIG, SMOKE)
+    if args.preset and args.backbone:
+        parser.error("--backbone builds a new DETR; --preset starts from a whole DETR: give one of them")
     if args.preset and args.learning_rate is None:
         config["learning_rate"] = 1e-4  # DETR's fine-tuning rate for the transformer
     return config, args.output

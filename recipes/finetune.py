@@ -27,6 +27,7 @@ import numpy as np
 
 import keras_vit
 from keras_vit import tuning
+from keras_vit.presets.loader import classifier_class
 from recipes.common import add_config_arguments
 from recipes.common import add_run_arguments
 from recipes.common import config_from_args
@@ -161,7 +162,7 @@ def build_model(config, num_classes):
     for key in ("dropout_rate", "drop_path_rate"):
         if config[key] is not None:
             overrides[key] = config[key]
-    model = keras_vit.ViT.from_preset(
+    model = classifier_class(config["preset"]).from_preset(
         config["preset"], num_classes=num_classes, image_size=config["image_size"],
         load_weights=not config["from_scratch"], **overrides
     )
@@ -182,7 +183,7 @@ def make_optimizer(config, model, total, warmup):
 
 def preset_input(preset):
     """`((H, W), channels)` of a classification preset, read without its weights."""
-    model = keras_vit.ViT.from_preset(preset, load_weights=False)
+    model = classifier_class(preset).from_preset(preset, load_weights=False)
     shape = model.backbone.image_shape
     return (shape[0], shape[1]), shape[2]
 

@@ -12,6 +12,13 @@ a rerun with the same `--output` resumes after the last finished epoch.
     python -m recipes.vit_classification --smoke          # a few steps, for CI
     python -m recipes.vit_classification --dataset tfds:cifar10 --image-size 32 --patch-size 4
     python -m recipes.vit_classification --dataset folder:~/flowers --image-size 224 --patch-size 16
+    python -m recipes.vit_classification --architecture swin   # a small Swin instead
+
+`--architecture swin` trains a Swin Transformer of the same sizes instead:
+`--num-layers` blocks split over two stages (the first `ceil(L / 2)`),
+`--num-heads` heads doubling in the second stage, windows of 4 patches,
+the MLP ratio `--mlp-dim / --hidden-dim`; it has no class token, so the
+run draws no attention maps.
 """
 
 import os
@@ -38,6 +45,7 @@ from recipes.common import training_curve_figure
 
 CONFIG = {
     "dataset": "digits",
+    "architecture": "vit",
     "image_size": 16,
     "patch_size": 2,
     "hidden_dim": 64,
@@ -156,12 +164,32 @@ def pipeline(train, test, config):
 
 def build_model(config, num_classes, channels):
     dtype = dtype_policy(config)
-    backbone = small_backbone(config, dtype, channels=channels)
     # Raw inputs in [0, 255] (digits, tfds and folders) map to [-1, 1].
     preprocessor = keras_vit.ViTImagePreprocessor(
         config["image_size"], mean=0.5, std=0.5, scale=1.0 / 255.0, name="preprocessor"
     )
+    if config.get("architecture") == "swin":
+        return keras_vit.Swin(small_swin(config, dtype, channels), num_classes=num_classes, preprocessor=preprocessor, dtype=dtype)
+    backbone = small_backbone(config, dtype, channels=channels)
     return keras_vit.ViT(backbone, num_classes=num_classes, preprocessor=preprocessor, dtype=dtype)
+
+
+def small_swin(config, dtype=None, channels=3):
+    """The from-scratch Swin of `--architecture swin` (see the module's doc)."""
+    layers = config["num_layers"]
+    depths = (layers,) if layers < 2 else ((layers + 1) // 2, layers // 2)
+    return keras_vit.SwinBackbone(
+        image_shape=(config["image_size"], config["image_size"], channels),
+        patch_size=config["patch_size"],
+        hidden_dim=config["hidden_dim"],
+        depths=depths,
+        num_heads=tuple(config["num_heads"] * 2**i for i in range(len(depths))),
+        window_size=4,
+        mlp_ratio=config["mlp_dim"] / config["hidden_dim"],
+        dropout_rate=config.get("dropout_rate", 0.0),
+        drop_path_rate=config["drop_path_rate"],
+        dtype=dtype,
+    )
 
 
 def run(config, output_dir, verbose=1):
@@ -184,7 +212,7 @@ def _run(config, output_dir, verbose, plan):
     backup, metrics = fit_and_evaluate(model, train, test, config, output_dir, verbose, plan)
 
     results = {"test_accuracy": float(metrics["accuracy"]), "test_loss": float(metrics["loss"])}
-    if isinstance(test, tuple):
+    if isinstance(test, tuple) and isinstance(model, keras_vit.ViT):
         results["attention_png"] = save_attention_png(model, test[0][:8], test[1][:8], output_dir)
     curve = training_curve_figure(backup.history, ("loss",), ("accuracy",), "training accuracy")
     return finish_run(model, backup, output_dir, "vit_classification", config, results, curve, plan)
@@ -256,6 +284,7 @@ def save_attention_png(model, images, labels, output_dir):
 def parse_args(argv=None, **parser_options):
     parser = recipe_parser(__doc__, **parser_options)
     add_run_arguments(parser, "digits", "runs/vit_classification")
+    parser.add_argument("--architecture", default=None, choices=("vit", "swin"), help="the model to train (default: vit)")
     add_config_arguments(
         parser,
         int_keys=(

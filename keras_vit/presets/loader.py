@@ -206,3 +206,30 @@ def load_backbone(cls, preset, load_weights=True, source=None, **kwargs):
     if weights is not None:
         _load_weights(backbone, weights)
     return backbone
+
+
+def classifier_class(preset):
+    """`keras_vit.ViT` or `keras_vit.Swin`: the classifier a preset name,
+    preset folder or checkpoint file is (a Swin checkpoint has relative
+    position tables; anything else goes to ViT, whose loader explains what
+    it cannot read). For the commands that take any classification preset."""
+    from keras_vit.models.swin import Swin
+    from keras_vit.models.vit import ViT
+
+    text = os.fspath(preset)
+    if os.path.isdir(text):
+        registered = read_preset_directory(text, load_weights=False)[0]
+        return Swin if registered in ("keras_vit>Swin", "keras_vit>SwinBackbone") else ViT
+    if os.path.isfile(text):
+        from keras_vit.conversion.checkpoint import read_checkpoint
+        from keras_vit.conversion.swin import detect_swin_layout
+
+        try:
+            return Swin if detect_swin_layout(read_checkpoint(text)) else ViT
+        except ValueError:
+            return ViT
+    try:
+        task = keras.saving.get_registered_object(registry.family_of_preset(text).task)
+    except ValueError:
+        return ViT  # its from_preset names the closest preset
+    return task if task in (ViT, Swin) else ViT

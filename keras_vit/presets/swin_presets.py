@@ -164,9 +164,11 @@ def transfer_weights(source, target):
             missed.append(f"{path} {tuple(variable.shape)} vs {None if match is None else tuple(match.shape)}")
     if missed:
         raise ValueError(
-            f"Cannot carry these weights to the new model: {missed[:4]}. A smaller image_size clips a "
-            "stage's window to its resolution, which changes its relative position table: keep every stage "
-            "at least one window wide (image_size >= 32 * window_size for four stages), or pass image_size=(None, None)."
+            f"Cannot carry these weights to the new model: {missed[:4]}. A stage no larger than the window "
+            "gets a window of its own size, and so a relative position table of another size: the preset's "
+            "image size and the new one give some stage different windows. Pick an image_size at which every "
+            "stage keeps the preset's windows (for four stages and window W: both at least 32 * W, or both "
+            "the preset's), or build the model with that window_size and train it."
         )
     return len(target.weights)
 

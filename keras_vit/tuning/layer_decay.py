@@ -22,12 +22,15 @@ def layer_ids(model):
     VPT-shallow prompts 0; block i (with its adapter and the deep prompts
     before it) i + 1; the final norm L, as the last block; everything
     outside the encoder (the head) L + 1."""
+    from keras_vit.backbones.swin_backbone import SwinBackbone
     from keras_vit.backbones.vit_backbone import ViTBackbone
 
     backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, SwinBackbone):
+        return _swin_layer_ids(model, backbone)
     if not isinstance(backbone, ViTBackbone):
         raise TypeError(
-            "layer_decay needs a task on a ViT encoder (ViT, DPT*, Segmenter). "
+            "layer_decay needs a task on a ViT encoder (ViT, DPT*, Segmenter) or a Swin. "
             f"Received: {type(model).__name__} with backbone {type(backbone).__name__}"
         )
     depth = backbone.num_layers
@@ -47,10 +50,34 @@ def layer_ids(model):
     return ids
 
 
+def _swin_layer_ids(model, backbone):
+    """timm's ids for a Swin (its `group_matcher`): the patch embedding 0;
+    block j of stage s `1 +` its index over all blocks, the merging that
+    starts a stage with that stage's first block; the final norm with the
+    last block; the head after them."""
+    total = sum(backbone.depths)
+    ids = {v.path: total + 1 for v in model.weights}
+    first = {}
+    index = 0
+    for stage, depth in enumerate(backbone.depths, start=1):
+        first[stage] = index + 1
+        for block in range(depth):
+            index += 1
+            for variable in backbone.get_layer(f"stage_{stage}_block_{block}").weights:
+                ids[variable.path] = index
+        if stage > 1:
+            for variable in backbone.get_layer(f"stage_{stage}_merging").weights:
+                ids[variable.path] = first[stage]
+    for name, layer_id in (("patch_embedding", 0), ("patch_norm", 0), ("final_norm", total)):
+        for variable in backbone.get_layer(name).weights:
+            ids[variable.path] = layer_id
+    return ids
+
+
 def no_weight_decay(model):
     """The variables timm's `param_groups_layer_decay` gives weight decay 0:
-    every weight of rank <= 1 (biases, norms, LayerScale) and the ViT's
-    position embedding and class token."""
+    every weight of rank <= 1 (biases, norms, LayerScale), the ViT's
+    position embedding and class token, Swin's relative position tables."""
     skip = []
     backbone = getattr(model, "backbone", None)
     named = set()
@@ -60,7 +87,8 @@ def no_weight_decay(model):
         except (ValueError, AttributeError):
             pass
     for variable in model.weights:
-        if len(variable.shape) <= 1 or id(variable) in named:
+        # Swin's relative position bias tables (timm's no_weight_decay_keywords).
+        if len(variable.shape) <= 1 or id(variable) in named or variable.name == "relative_position_bias_table":
             skip.append(variable)
     return skip
 
@@ -73,7 +101,7 @@ def layer_decay(optimizer, model, decay, weight_decay_exclusions=True):
     Args:
         optimizer: a Keras optimizer (not yet built), e.g. `AdamW`; its
             learning rate may be a schedule.
-        model: the keras_vit task it will train (ViT, DPT*, Segmenter).
+        model: the keras_vit task it will train (ViT, DPT*, Segmenter, Swin).
         decay: float in (0, 1]; 1 changes nothing.
         weight_decay_exclusions: bool; exclude biases, norms, the position
             embedding and the class token from weight decay, as timm does.
@@ -93,8 +121,10 @@ def layer_decay(optimizer, model, decay, weight_decay_exclusions=True):
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
         raise ValueError(f"decay must be a float in (0, 1], e.g. 0.75. Received: decay={decay!r}")
     ids = layer_ids(model)
-    depth = model.backbone.num_layers
-    wrapped = scaled_learning_rates(optimizer, {path: float(decay) ** (depth + 1 - i) for path, i in ids.items()})
+    backbone = model.backbone
+    # The head's id, L + 1, whether or not the model has a head.
+    top = (sum(backbone.depths) if hasattr(backbone, "depths") else backbone.num_layers) + 1
+    wrapped = scaled_learning_rates(optimizer, {path: float(decay) ** (top - i) for path, i in ids.items()})
     if weight_decay_exclusions and getattr(wrapped, "weight_decay", None):
         wrapped.exclude_from_weight_decay(var_list=no_weight_decay(model))
     return wrapped
@@ -160,9 +190,14 @@ class _LayerDecayMixin:
         if self.weight_decay is None:
             return
         for scale, items in self._groups(variables).items():
+            group = [item[0] for item in items if self._use_weight_decay(item[0])]
+            if not group:
+                # torch's multi-tensor weight decay refuses an empty list (a
+                # group of biases and norms only, all excluded).
+                continue
             self._keras_vit_scale = scale
             try:
-                super()._apply_weight_decay([item[0] for item in items])
+                super()._apply_weight_decay(group)
             finally:
                 self._keras_vit_scale = 1.0
 

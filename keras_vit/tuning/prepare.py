@@ -126,6 +126,11 @@ class _Anatomy:
             self.blocks = [backbone.get_layer(f"block_{i}") for i in range(backbone.num_layers)]
             self.final_norm = [backbone.get_layer("encoder_norm")]
             self.default_targets = ("qkv",)
+        elif callable(getattr(backbone, "blocks", None)) and not hasattr(model, "decoder"):
+            # Hierarchical backbones (Swin): their blocks in network order and the final norm.
+            self.blocks = backbone.blocks()
+            self.final_norm = [backbone.get_layer("final_norm")]
+            self.default_targets = ("qkv",)
         elif hasattr(model, "encoder") and hasattr(model, "decoder"):  # DETR
             self.blocks = list(model.encoder) + list(model.decoder)
             self.final_norm = [model.decoder_norm]

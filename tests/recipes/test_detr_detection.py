@@ -78,6 +78,32 @@ def test_a_preset_fine_tunes_as_the_original_detr(tmp_path):
         assert np.array_equal(before, after) == (name != "layer2_0_conv1"), name
 
 
+@pytest.mark.one_backend("torch", "DETR on Swin trains with fit on every backend in tests/models/test_swin.py")
+def test_a_new_detr_on_a_swin_backbone(tmp_path):
+    """--backbone: the transformer is new, the Swin keeps its preset weights
+    (any input size) and trains at the backbone learning rate."""
+    from keras_vit import Swin
+    from keras_vit import SwinBackbone
+    from layer_checks import to_np
+
+    swin = Swin(SwinBackbone(image_shape=(96, 96, 3), hidden_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 2), window_size=3), 4)
+    swin.save_to_preset(str(tmp_path / "swin"))
+    config, output = detr_detection.parse_args(
+        ["--smoke", "--backbone", str(tmp_path / "swin"), "--output", str(tmp_path / "run"), "--num-train", "32"]
+    )
+    model = detr_detection.build_model(config, 3)
+    assert model.backbone.image_shape == (None, None, 3)
+    kernel = "stage_1_block_0"
+    np.testing.assert_array_equal(to_np(model.backbone.get_layer(kernel).fc1.kernel), to_np(swin.backbone.get_layer(kernel).fc1.kernel))
+    detr_detection.run(config, output, verbose=0)
+    tuned = DETR.from_preset(os.path.join(output, "preset"))
+    assert type(tuned.backbone).__name__ == "SwinBackbone"
+    with pytest.raises(ValueError, match="multi-scale backbone, one of .*swin_t"):
+        detr_detection.pyramid_backbone("vit_b16")
+    with pytest.raises(SystemExit):
+        detr_detection.parse_args(["--backbone", "swin_t", "--preset", "detr_r50"])
+
+
 def test_bad_dataset_name():
     config, _ = detr_detection.parse_args(["--smoke", "--dataset", "voc"])
     with pytest.raises(ValueError, match=r"dataset must be 'shapes', 'tfds:NAME' or 'folder:PATH'.*'voc'"):

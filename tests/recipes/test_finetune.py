@@ -60,6 +60,24 @@ def test_lora_on_an_rgb_preset_with_layer_decay(base, tmp_path):
     assert tuned.count_params() == keras_vit.ViT.from_preset(base[3], num_classes=10).count_params()
 
 
+def test_a_swin_preset_with_lora_bias_and_layer_decay(tmp_path):
+    """The same recipe on a Swin classifier: its blocks get LoRA on qkv,
+    timm's Swin layer ids set the decay, LoRA is merged into the saved preset."""
+    backbone = keras_vit.SwinBackbone(image_shape=(16, 16, 3), hidden_dim=6, depths=(1, 1), num_heads=(1, 3), window_size=2)
+    preprocessor = keras_vit.ViTImagePreprocessor(16, mean=0.5, std=0.5, scale=1 / 255)
+    keras_vit.Swin(backbone, num_classes=10, preprocessor=preprocessor).save_to_preset(str(tmp_path / "swin"))
+    assert finetune.classifier_class(str(tmp_path / "swin")) is keras_vit.Swin
+    assert finetune.classifier_class("swin_t") is keras_vit.Swin and finetune.classifier_class("vit_b16") is keras_vit.ViT
+    config, output = finetune.parse_args([
+        str(tmp_path / "swin"), "--smoke", "--method", "lora+bias", "--rank", "2", "--layer-decay", "0.7",
+        "--output", str(tmp_path / "run"),
+    ])
+    results = finetune.run(config, output, verbose=0)
+    assert results["method"] == ["lora", "bias"] and np.isfinite(results["test_loss"])
+    tuned = keras_vit.Swin.from_preset(str(tmp_path / "run" / "preset"))
+    assert tuned.count_params() == keras_vit.Swin.from_preset(str(tmp_path / "swin")).count_params()
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [

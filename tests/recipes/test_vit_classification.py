@@ -21,6 +21,21 @@ def test_digits_split_is_stratified_and_disjoint():
     assert overlap < 5  # the set has a few duplicate scans, nothing more
 
 
+@pytest.mark.one_backend("torch", "Swin trains with fit on every backend in tests/models/test_swin.py")
+def test_swin_architecture_trains_evaluates_and_predicts(tmp_path):
+    config, _ = vit_classification.parse_args(["--smoke", "--architecture", "swin", "--num-layers", "3"])
+    output = str(tmp_path / "run")
+    results = vit_classification.run(config, output, verbose=0)
+    assert np.isfinite(results["test_loss"]) and "attention_png" not in results
+    model = keras_vit.Swin.from_preset(os.path.join(output, "preset"))
+    assert model.backbone.depths == (2, 1) and model.backbone.num_heads == (4, 8)
+    from keras_vit import cli
+
+    assert cli.main(["evaluate", os.path.join(output, "preset"), "--output", str(tmp_path / "eval.json")]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["metrics"]["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
+
+
 def test_smoke_run_writes_everything(tmp_path):
     config, _ = vit_classification.parse_args(["--smoke"])
     output = str(tmp_path / "run")
@@ -80,3 +95,21 @@ def test_mixed_precision_and_distribute_options():
         vit_classification.parse_args(["--mixed-precision", "float8"])
     with pytest.raises(SystemExit):
         vit_classification.parse_args(["--distribute", "pipeline"])
+
+
+@pytest.mark.one_backend("torch", "conversion numerics are tested on every backend in tests/models/test_swin.py")
+def test_keras_vit_convert_takes_a_swin_checkpoint(tmp_path):
+    from safetensors.numpy import save_file
+
+    from keras_vit import cli
+
+    path = tmp_path / "swin" / "model.safetensors"
+    path.parent.mkdir()
+    import timm
+
+    reference = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=32, embed_dim=6,
+                                  depths=(1, 1), num_heads=(1, 3), window_size=4, num_classes=3)
+    save_file({k: v.numpy() for k, v in reference.state_dict().items()}, str(path))
+    assert cli.main(["convert", str(path), str(tmp_path / "out"), "--image-size", "32"]) == 0
+    converted = keras_vit.Swin.from_preset(str(tmp_path / "out"))
+    assert converted.backbone.depths == (1, 1) and converted.num_classes == 3

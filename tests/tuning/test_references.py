@@ -168,3 +168,58 @@ def test_layer_ids_are_timms(reference):
     assert ids[f"block_{DEPTH - 1}/fc2/bias"] == DEPTH
     assert ids["encoder_norm/gamma"] == DEPTH  # as the last block
     assert ids["head/kernel"] == DEPTH + 1
+
+
+def _swin_layer(timm_name):
+    """The keras_vit Swin layer a timm Swin parameter lives in."""
+    parts = timm_name.split(".")
+    if parts[0] == "patch_embed":
+        return "patch_embedding" if parts[1] == "proj" else "patch_norm"
+    if parts[0] == "layers":
+        stage = int(parts[1]) + 1
+        return f"stage_{stage}_merging" if parts[2] == "downsample" else f"stage_{stage}_block_{parts[3]}"
+    return {"norm": "final_norm", "head": "head"}[parts[0]]
+
+
+def test_swin_layer_decay_groups_are_timms():
+    """Per layer: timm's lr_scale (its Swin group_matcher: a merging shares
+    the id of its stage's first block, the final norm the last block's) and
+    the count of weights without weight decay (rank <= 1 and the relative
+    position tables)."""
+    from timm.optim._param_groups import param_groups_layer_decay
+
+    from keras_vit import Swin
+    from keras_vit.conversion.swin import swin_config_from_state_dict
+    from keras_vit import SwinBackbone
+
+    decay = 0.7
+    reference = randomize(timm.create_model(
+        "swin_tiny_patch4_window7_224", pretrained=False, img_size=(48, 48), embed_dim=10, depths=(2, 3, 1),
+        num_heads=(1, 5, 5), window_size=3, num_classes=7,
+    ))
+    config = swin_config_from_state_dict({k: v.numpy() for k, v in reference.state_dict().items()}, image_size=48)
+    model = Swin(SwinBackbone(**config["backbone"]), num_classes=7)
+    groups = param_groups_layer_decay(
+        reference, weight_decay=0.05, no_weight_decay_list=reference.no_weight_decay(), layer_decay=decay
+    )
+    expected_scale, expected_no_decay = {}, {}
+    names = {id(p): n for n, p in reference.named_parameters()}
+    for group in groups:
+        for param in group["params"]:
+            layer = _swin_layer(names[id(param)])
+            expected_scale.setdefault(layer, set()).add(round(group["lr_scale"], 9))
+            expected_no_decay[layer] = expected_no_decay.get(layer, 0) + (group["weight_decay"] == 0.0)
+    ids = tuning.layer_ids(model)
+    top = max(ids.values())
+    from keras_vit.tuning.layer_decay import no_weight_decay
+
+    skipped = {id(v) for v in no_weight_decay(model)}
+    by_layer_scale, by_layer_no_decay = {}, {}
+    for layer in model.backbone.layers[1:] + [model.get_layer("head")]:
+        if not layer.weights:
+            continue
+        by_layer_scale[layer.name] = {round(decay ** (top - ids[v.path]), 9) for v in layer.weights}
+        by_layer_no_decay[layer.name] = sum(id(v) in skipped for v in layer.weights)
+    assert by_layer_scale == expected_scale
+    # timm's fused qkv bias is one tensor, as keras_vit's: the counts agree.
+    assert by_layer_no_decay == expected_no_decay
