@@ -43,7 +43,7 @@ def test_presets_prints_one_row_per_preset(capsys):
     rows = capsys.readouterr().out.splitlines()[1:]
     assert {row.split()[1] for row in rows} == {"dpt_depth", "dpt_segmentation"}
     assert cli.main(["presets", "--family", "vitt"]) == 2
-    assert "--family must be one of detr, dpt_depth, dpt_segmentation, segmenter, vit or a prefix of some (e.g. dpt), not 'vitt'" in (
+    assert "--family must be one of detr, dpt_depth, dpt_segmentation, segmenter, swin, vit or a prefix of some (e.g. dpt), not 'vitt'" in (
         capsys.readouterr().err
     )
 
