@@ -23,7 +23,7 @@ from keras_vit import ViTImagePreprocessor
 TOLERANCE = 1e-4
 BACKEND = keras.backend.backend()
 # vit_tuned: VPT-deep prompts, adapters and LoRA (keras_vit.tuning) export like any weight.
-FAMILIES = ["vit", "vit_tuned", "dpt_depth", "dpt_segmentation", "segmenter", "detr"]
+FAMILIES = ["vit", "vit_tuned", "swin", "dpt_depth", "dpt_segmentation", "segmenter", "detr"]
 # Odd sizes: a swapped height and width fails.
 HEIGHT, WIDTH = 20, 28
 DETR_SIZE = (40, 56)
@@ -50,6 +50,13 @@ def _model(family):
         for variable in model.trainable_weights:  # off the identity initialisations
             variable.assign(variable + keras.random.normal(variable.shape, stddev=0.1, seed=3))
         return model
+    if family == "swin":
+        # 5x7 patches, window 3: padded and shifted windows, an odd merge, a clipped last stage.
+        from keras_vit import Swin
+        from keras_vit import SwinBackbone
+
+        backbone = SwinBackbone(image_shape=(HEIGHT, WIDTH, 3), hidden_dim=6, depths=(2, 1), num_heads=(3, 3), window_size=3)
+        return Swin(backbone, num_classes=5, preprocessor=preprocessor)
     if family == "dpt_depth":
         return DPTDepthEstimator(_backbone(4), **dense, preprocessor=preprocessor)
     if family == "dpt_segmentation":

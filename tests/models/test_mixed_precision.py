@@ -35,6 +35,12 @@ def _case(task, policy, rng):
     images = rng.uniform(0, 255, size=(4, 16, 16, 3)).astype("float32")
     if task == "vit":
         return ViT(_vit_backbone(policy), num_classes=3, dtype=policy), images, rng.integers(0, 3, size=(4,))
+    if task == "swin":
+        from keras_vit import Swin
+        from keras_vit import SwinBackbone
+
+        backbone = SwinBackbone(image_shape=(16, 16, 3), hidden_dim=8, depths=(2, 1), num_heads=(2, 2), window_size=2, dtype=policy)
+        return Swin(backbone, num_classes=3, dtype=policy), images, rng.integers(0, 3, size=(4,))
     if task == "detr":
         shapes, targets = make_shapes(4, 32, max_objects=2, seed=1)
         backbone = ResNetBackbone((1, 1, 1, 1), stem_filters=8, stage_filters=(8, 8, 16, 16), dtype=policy)
@@ -67,7 +73,7 @@ def _case(task, policy, rng):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-@pytest.mark.parametrize("task", ["vit", "detr", "dpt_depth", "dpt_segmentation", "segmenter"])
+@pytest.mark.parametrize("task", ["vit", "swin", "detr", "dpt_depth", "dpt_segmentation", "segmenter"])
 def test_every_task_trains_in_mixed_precision(task, policy):
     if policy == "mixed_bfloat16" and task != "segmenter":
         pytest.skip("mixed_bfloat16: tests/models/test_vit.py, test_detr.py, test_dpt.py")

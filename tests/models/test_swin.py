@@ -24,6 +24,7 @@ transformers = pytest.importorskip("transformers")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 TOLERANCE = 1e-4
+
 # Width 10 (not a power of two), odd head counts (1, 5, 5), window 3: the
 # 48x48 input gives stages of 12, 6 and 3 tokens, the last no larger than
 # the window (one window, no shift).
@@ -189,3 +190,18 @@ def test_classifier_saves_fits_and_rejects_bad_arguments(tmp_path):
         SwinBackbone(depths=())
     with pytest.raises(TypeError, match="unknown keyword"):
         SwinBackbone(window=7)
+
+
+def test_bfloat16_is_finite_and_close(converted):
+    """The converted model in bfloat16: finite, and within bfloat16's
+    precision of float32 (relative to the largest logit)."""
+    config = converted.get_config()
+    config["dtype"] = "bfloat16"
+    config["backbone"]["config"]["dtype"] = "bfloat16"
+    half = Swin.from_config(config)
+    half.set_weights(converted.get_weights())
+    x = images((2, 48, 48, 3), seed=6)[0]
+    expected = keras.ops.convert_to_numpy(converted(x))
+    got = keras.ops.convert_to_numpy(keras.ops.cast(half(x), "float32"))
+    assert np.isfinite(got).all()
+    assert np.abs(got - expected).max() <= 0.1 * np.abs(expected).max()
