@@ -21,6 +21,7 @@ from keras_vit.visualization.embedding_filters import patch_embedding_components
 from keras_vit.visualization.embedding_filters import plot_patch_embedding_components
 from keras_vit.visualization.position_similarity import plot_position_embedding_similarity
 from keras_vit.visualization.position_similarity import position_embedding_similarity
+from keras_vit.visualization.swin_windows import plot_shifted_windows
 
 __all__ = [
     "attention_rollout",
@@ -37,6 +38,7 @@ __all__ = [
     "plot_mean_attention_distance",
     "plot_patch_embedding_components",
     "plot_position_embedding_similarity",
+    "plot_shifted_windows",
     "plot_segmentation",
     "position_embedding_similarity",
 ]

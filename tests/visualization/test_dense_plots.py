@@ -48,3 +48,18 @@ def test_plots_build_figures():
     labels = rng.integers(0, 4, (3, 8, 8))
     figure = plot_segmentation(images, labels, 4, labels, ["a", "b", "c", "d"])
     assert len(figure.axes) == 6 and len(figure.legends) == 1
+
+
+def test_shifted_window_figure_is_the_blocks_mask():
+    """The figure's mask panel is the block's own mask (a window of two
+    regions: -100 between them), and a block without shift is refused."""
+    from keras_vit.layers.swin_block import SwinTransformerBlock
+    from keras_vit.layers.swin_block import shifted_window_mask
+    from keras_vit.visualization import plot_shifted_windows
+
+    figure = plot_shifted_windows(SwinTransformerBlock(6, 3, 7, shift_size=3), 14, 14)
+    shown = figure.axes[2].images[0].get_array()
+    np.testing.assert_array_equal(shown, shifted_window_mask(14, 14, 7, 3)[1])
+    assert set(np.unique(shown)) == {0.0, -100.0}
+    with pytest.raises(ValueError, match="has no shift"):
+        plot_shifted_windows(SwinTransformerBlock(6, 3, 7), 14, 14)
