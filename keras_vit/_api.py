@@ -5,6 +5,7 @@ from keras_vit import distribution
 from keras_vit import layers
 from keras_vit import ops
 from keras_vit import tuning
+from keras_vit.backbones.mvit_backbone import MViTBackbone
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
 from keras_vit.backbones.swin_backbone import SwinBackbone
 from keras_vit.backbones.vit_backbone import ViTBackbone
@@ -12,6 +13,7 @@ from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
 from keras_vit.models.detr import DETR
 from keras_vit.models.dpt import DPTDepthEstimator
 from keras_vit.models.dpt import DPTImageSegmenter
+from keras_vit.models.mvit import MViT
 from keras_vit.models.segmenter import Segmenter
 from keras_vit.models.swin import Swin
 from keras_vit.models.vit import ViT
@@ -22,6 +24,8 @@ __all__ = [
     "DETR",
     "DPTDepthEstimator",
     "DPTImageSegmenter",
+    "MViT",
+    "MViTBackbone",
     "ResNetBackbone",
     "Segmenter",
     "Swin",

@@ -345,12 +345,12 @@ def convert(argv, prog=f"{PROG} convert", epilog=None):
         model.save_to_preset(args.output_dir, metadata={"converted_from": args.source})
         print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")
         return 0
-    from keras_vit.models.swin import Swin
+    from keras_vit.models.vit import ViT
     from keras_vit.presets.loader import classifier_class
 
     cls = classifier_class(args.source)
-    if cls is Swin and args.num_heads is not None:
-        parser.error("--num-heads is for timm ViT files; a Swin checkpoint states its head counts")
+    if cls is not ViT and args.num_heads is not None:
+        parser.error(f"--num-heads is for timm ViT files; a {cls.__name__} checkpoint states its head counts")
     model = cls.from_preset(args.source, num_classes=args.num_classes, image_size=args.image_size, **overrides)
     model.save_to_preset(args.output_dir, metadata={"converted_from": args.source})
     print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")

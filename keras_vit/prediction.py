@@ -70,15 +70,15 @@ def task_kind(model):
     from keras_vit.models.dpt import DPTDepthEstimator
     from keras_vit.models.dpt import DPTImageSegmenter
     from keras_vit.models.segmenter import Segmenter
-    from keras_vit.models.swin import Swin
+    from keras_vit.models.swin import PooledClassifier
     from keras_vit.models.vit import ViT
 
-    for cls, kind in ((ViT, "classification"), (Swin, "classification"), (DETR, "detection"), (DPTDepthEstimator, "depth"),
+    for cls, kind in ((ViT, "classification"), (PooledClassifier, "classification"), (DETR, "detection"), (DPTDepthEstimator, "depth"),
                       (DPTImageSegmenter, "segmentation"), (Segmenter, "segmentation")):
         if isinstance(model, cls):
             return kind
     raise TypeError(
-        f"Expected a keras_vit task (ViT, Swin, DETR, DPTDepthEstimator, DPTImageSegmenter, Segmenter). "
+        f"Expected a keras_vit task (ViT, Swin, MViT, DETR, DPTDepthEstimator, DPTImageSegmenter, Segmenter). "
         f"Received: {type(model).__name__}"
     )
 

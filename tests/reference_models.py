@@ -113,3 +113,23 @@ def swin_official_layout(state, depths):
             out[f"layers.{stage}.blocks.{block}.attn.relative_position_index"] = torch.zeros(9, 9, dtype=torch.long)
             out[f"layers.{stage}.blocks.{block}.attn_mask"] = torch.full((4, 9, 9), -100.0)
     return out
+
+
+def mvit_official_layout(state, depths):
+    """An MViTv2 state dict (numpy) in timm's names back to the official flat `blocks.N` with `proj` and `head.projection`."""
+    import torch
+
+    out, index = {}, {}
+    n = 0
+    for stage, depth in enumerate(depths):
+        for block in range(depth):
+            index[f"stages.{stage}.blocks.{block}."] = f"blocks.{n}."
+            n += 1
+    for key, value in state.items():
+        for old, new in index.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        key = key.replace("shortcut_proj_attn", "proj").replace("shortcut_proj_mlp", "proj").replace("head.fc", "head.projection")
+        out[key] = torch.from_numpy(value)
+    return out

@@ -23,7 +23,7 @@ def test_presets_prints_one_row_per_preset(capsys):
     assert lines[0].split() == ["name", "family", "params", "input", "weights", "from", "published"]
     assert [line.split()[0] for line in lines[1:]] == [
         name
-        for family in ("detr", "dpt_depth", "dpt_segmentation", "segmenter", "swin", "vit")
+        for family in ("detr", "dpt_depth", "dpt_segmentation", "mvit", "segmenter", "swin", "vit")
         for name in keras_vit.list_presets(family)
     ]
     vit_b16 = next(line for line in lines if line.startswith("vit_b16 "))
@@ -43,7 +43,7 @@ def test_presets_prints_one_row_per_preset(capsys):
     rows = capsys.readouterr().out.splitlines()[1:]
     assert {row.split()[1] for row in rows} == {"dpt_depth", "dpt_segmentation"}
     assert cli.main(["presets", "--family", "vitt"]) == 2
-    assert "--family must be one of detr, dpt_depth, dpt_segmentation, segmenter, swin, vit or a prefix of some (e.g. dpt), not 'vitt'" in (
+    assert "--family must be one of detr, dpt_depth, dpt_segmentation, mvit, segmenter, swin, vit or a prefix of some (e.g. dpt), not 'vitt'" in (
         capsys.readouterr().err
     )
 

@@ -177,6 +177,18 @@ def test_layout_map_names_its_axes():
     assert detr["bn1/moving_mean"] is None
     with pytest.raises(ValueError, match="data_parallel_dim_name must be an axis of device_mesh.*'data'"):
         keras_vit.ResNetBackbone.get_layout_map(mesh, data_parallel_dim_name="data")
+    # The hierarchical backbones: every variable path they build is matched or replicated as documented.
+    for cls, small in (
+        (keras_vit.SwinBackbone, dict(image_shape=(32, 32, 3), hidden_dim=4, depths=(1, 1), num_heads=(1, 2), window_size=2)),
+        (keras_vit.MViTBackbone, dict(image_shape=(32, 32, 3), hidden_dim=4, depths=(1, 1), num_heads=1)),
+    ):
+        layout = cls.get_layout_map(mesh)
+        paths = {v.path: v for v in cls(**small).weights}
+        assert layout["stage_2_block_0/attention/qkv/kernel"].axes == (None, "model")
+        assert layout["stage_1_block_0/fc2/kernel"].axes == ("model", None)
+        assert layout["patch_embedding/kernel"].axes == (None, None, None, "model")
+        sharded = [p for p in paths if layout[p] is not None]
+        assert len(sharded) == 1 + 6 * 2, (cls.__name__, sharded)  # the patch embedding, 6 per block
 
 
 def test_epoch_batches_shards_split_each_global_batch():

@@ -23,7 +23,7 @@ from keras_vit import ViTImagePreprocessor
 TOLERANCE = 1e-4
 BACKEND = keras.backend.backend()
 # vit_tuned: VPT-deep prompts, adapters and LoRA (keras_vit.tuning) export like any weight.
-FAMILIES = ["vit", "vit_tuned", "swin", "dpt_depth", "dpt_segmentation", "segmenter", "detr"]
+FAMILIES = ["vit", "vit_tuned", "swin", "mvit", "dpt_depth", "dpt_segmentation", "segmenter", "detr"]
 # Odd sizes: a swapped height and width fails.
 HEIGHT, WIDTH = 20, 28
 DETR_SIZE = (40, 56)
@@ -57,6 +57,13 @@ def _model(family):
 
         backbone = SwinBackbone(image_shape=(HEIGHT, WIDTH, 3), hidden_dim=6, depths=(2, 1), num_heads=(3, 3), window_size=3)
         return Swin(backbone, num_classes=5, preprocessor=preprocessor)
+    if family == "mvit":
+        # Square input (the relative-position tables): pooled queries, keys and values; width change.
+        from keras_vit import MViT
+        from keras_vit import MViTBackbone
+
+        square = ViTImagePreprocessor(32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+        return MViT(MViTBackbone(image_shape=(32, 32, 3), hidden_dim=6, depths=(1, 1), num_heads=(3, 3)), 5, preprocessor=square)
     if family == "dpt_depth":
         return DPTDepthEstimator(_backbone(4), **dense, preprocessor=preprocessor)
     if family == "dpt_segmentation":
@@ -72,7 +79,7 @@ def _model(family):
 
 def _inputs(family, batch, seed=1):
     rng = np.random.default_rng(seed)
-    size = DETR_SIZE if family == "detr" else (HEIGHT, WIDTH)
+    size = DETR_SIZE if family == "detr" else (32, 32) if family == "mvit" else (HEIGHT, WIDTH)
     images = rng.uniform(0, 255, (batch, *size, 3)).astype("float32")
     if family != "detr":
         return {"images": images}

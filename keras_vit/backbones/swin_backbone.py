@@ -10,7 +10,6 @@ from keras_vit.layers.swin_block import SwinPatchMerging
 from keras_vit.layers.swin_block import SwinTransformerBlock
 from keras_vit.utils.serialization import with_dtype_policy
 from keras_vit.utils.validation import check_feature_names
-from keras_vit.utils.validation import check_mesh_axes
 from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
@@ -233,17 +232,9 @@ class SwinBackbone(FeaturePyramid, Backbone, keras.Model):
         rows over the model axis, the patch embedding by output channels; the
         bias tables, norms and merging layers replicated. Each stage's width
         and MLP width must be divisible by the model axis."""
-        check_mesh_axes(device_mesh, model_parallel_dim_name, data_parallel_dim_name)
-        model = model_parallel_dim_name
-        layout_map = keras.distribution.LayoutMap(device_mesh)
-        layout_map[r"(.*/)?patch_embedding/kernel"] = (None, None, None, model)
-        layout_map[r".*stage_\d+_block_\d+/attention/qkv/kernel"] = (None, model)
-        layout_map[r".*stage_\d+_block_\d+/attention/qkv/bias"] = (model,)
-        layout_map[r".*stage_\d+_block_\d+/attention/proj/kernel"] = (model, None)
-        layout_map[r".*stage_\d+_block_\d+/fc1/kernel"] = (None, model)
-        layout_map[r".*stage_\d+_block_\d+/fc1/bias"] = (model,)
-        layout_map[r".*stage_\d+_block_\d+/fc2/kernel"] = (model, None)
-        return layout_map
+        from keras_vit.backbones.backbone import block_layout_map
+
+        return block_layout_map(device_mesh, model_parallel_dim_name, data_parallel_dim_name)
 
     def get_config(self):
         return {

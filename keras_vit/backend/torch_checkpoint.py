@@ -10,8 +10,8 @@ torch is imported lazily, only when such a file is loaded.
 def load_torch_state_dict(path):
     """Returns `{name: numpy array}` from a torch checkpoint, safely.
 
-    Nested checkpoints (`{"model": state_dict}` as in DETR/DeiT releases, or
-    `{"state_dict": ...}`) are unwrapped.
+    Nested checkpoints (`{"model": state_dict}` as in DETR/DeiT/Swin releases,
+    `{"state_dict": ...}`, MViT's `{"model_state": ...}`) are unwrapped.
     """
     try:
         import torch
@@ -32,7 +32,7 @@ def load_torch_state_dict(path):
             "loaded). keras_vit never loads code from a checkpoint. Get the weights as .safetensors, or a "
             "state dict of tensors only, from the model's publisher."
         ) from None
-    for key in ("model", "state_dict", "model_state_dict"):
+    for key in ("model", "state_dict", "model_state_dict", "model_state"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break

@@ -23,7 +23,7 @@ from keras_vit.conversion.timm import vit_config_from_timm
 from keras_vit.conversion.transformers import load_transformers_state_dict
 from keras_vit.conversion.transformers import vit_config_from_transformers
 
-CHECKPOINT_EXTENSIONS = (".npz", ".safetensors", ".pth", ".pt", ".bin")
+CHECKPOINT_EXTENSIONS = (".npz", ".safetensors", ".pth", ".pt", ".bin", ".pyth")
 
 # Head counts of timm's ViT architecture names (`vit_base_patch16_224`,
 # `deit_tiny_...`, `vit_base_r50_s16_384`), ViT paper Table 1 and DeiT.
@@ -47,7 +47,7 @@ def read_checkpoint(path):
                 f"Cannot read {path} as safetensors ({error}): the file is truncated, empty or not "
                 "a safetensors file. Download it again (delete it first if it is in the keras_vit cache)."
             ) from error
-    if extension in (".pth", ".bin", ".pt"):
+    if extension in (".pth", ".bin", ".pt", ".pyth"):  # .pyth: MViT's official torch files
         from keras_vit.backend.torch_checkpoint import load_torch_state_dict
 
         return load_torch_state_dict(path)
@@ -61,6 +61,11 @@ def detect_format(arrays):
         raise ValueError(
             "This checkpoint has relative position bias tables: a Swin Transformer, not a ViT. "
             "Load it with keras_vit.Swin.from_preset."
+        )
+    if any(k.endswith("attn.rel_pos_h") for k in arrays) and any(k.endswith("attn.pool_q.weight") for k in arrays):
+        raise ValueError(
+            "This checkpoint has pooling attention with relative positions: an MViTv2, not a ViT. "
+            "Load it with keras_vit.MViT.from_preset."
         )
     if "embedding/kernel" in arrays:
         return "npz"

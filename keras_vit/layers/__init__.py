@@ -12,6 +12,8 @@ from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
 from keras_vit.layers.layer_scale import LayerScale
 from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
+from keras_vit.layers.mvit_block import MViTAttention
+from keras_vit.layers.mvit_block import MViTBlock
 from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.resnet_stem import ResNetStem
@@ -38,6 +40,8 @@ __all__ = [
     "DPTSegmentationHead",
     "DropPath",
     "LayerScale",
+    "MViTAttention",
+    "MViTBlock",
     "MultiHeadSelfAttention",
     "PatchEmbedding",
     "PositionEmbedding",

@@ -10,41 +10,22 @@ from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_rate
 
 
-@keras.saving.register_keras_serializable(package="keras_vit")
-class Swin(Task, keras.Model):
-    """Swin Transformer image classifier: backbone (ending in its LayerNorm)
-    -> global average pool -> dropout -> linear head (timm's
-    `SwinTransformer`, transformers' `SwinForImageClassification`).
+class PooledClassifier(Task, keras.Model):
+    """The classifier of the hierarchical backbones: backbone (ending in its
+    LayerNorm) -> global average pool -> dropout -> linear head. Subclasses
+    name their backbone class (`backbone_class`)."""
 
-    Args:
-        backbone: a `keras_vit.SwinBackbone`.
-        num_classes: int, K; 0 returns the pooled `(B, 8D)` features.
-        head_dropout_rate: float in [0, 1).
-        activation: None for logits, or e.g. `"softmax"`.
-        preprocessor: optional `keras_vit.layers.ViTImagePreprocessor`
-            (the Swin presets: resize to 224 or 384, ImageNet mean/std).
-            `fit`, `evaluate` and `predict` apply it to raw images.
-        dtype: dtype policy.
-
-    Call arguments:
-        images: `(B, H, W, C)` preprocessed images.
-
-    Returns:
-        `(B, K)` logits.
-
-    Example:
-    >>> backbone = SwinBackbone(image_shape=(64, 64, 3), hidden_dim=12,
-    ...     depths=(2, 2), num_heads=(3, 3), window_size=4)
-    >>> tuple(Swin(backbone, num_classes=5)(keras.ops.zeros((2, 64, 64, 3))).shape)
-    (2, 5)
-    """
+    backbone_class = None
 
     def __init__(
         self, backbone, num_classes=1000, head_dropout_rate=0.0, activation=None, preprocessor=None, dtype=None, **kwargs
     ):
-        if not isinstance(backbone, SwinBackbone):
-            raise TypeError(f"backbone must be a keras_vit.SwinBackbone. Received: backbone={type(backbone).__name__}")
-        check_model_kwargs("Swin", kwargs)
+        name = type(self).__name__
+        if not isinstance(backbone, self.backbone_class):
+            raise TypeError(
+                f"backbone must be a keras_vit.{self.backbone_class.__name__}. Received: backbone={type(backbone).__name__}"
+            )
+        check_model_kwargs(name, kwargs)
         if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 0:
             raise ValueError(
                 f"num_classes must be a non-negative int (0 for no head). Received: num_classes={num_classes!r}"
@@ -69,8 +50,8 @@ class Swin(Task, keras.Model):
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
         """`compile` with fine-tuning defaults: AdamW (learning rate 1e-4,
         weight decay 0.05) with gradients clipped at global norm 5 (the
-        official recipe's `CLIP_GRAD`), sparse categorical cross-entropy and
-        accuracy. Any argument can be given explicitly."""
+        official Swin recipe's `CLIP_GRAD`), sparse categorical
+        cross-entropy and accuracy. Any argument can be given explicitly."""
         if optimizer == "auto":
             optimizer = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=0.05, global_clipnorm=5.0)
         if loss == "auto":
@@ -108,14 +89,12 @@ class Swin(Task, keras.Model):
 
     @classmethod
     def from_preset(cls, preset, num_classes=None, image_size=None, load_weights=True, **overrides):
-        """A Swin classifier from a preset name (`"swin_t"`, ...), a preset
-        directory, a checkpoint file (official `.pth`, timm or transformers)
-        or `hf://org/name`.
+        """The classifier from a preset name, a preset directory, a
+        checkpoint file or `hf://org/name`.
 
         Args:
             num_classes: int; a new head (zero-initialised) when it differs.
-            image_size: int or `(H, W)`; the windows stay, the relative
-                position tables carry over unchanged.
+            image_size: int or `(H, W)` (Swin: also `(None, None)`).
             **overrides: backbone or head arguments (e.g. `drop_path_rate`).
         """
         if num_classes is not None:
@@ -123,3 +102,35 @@ class Swin(Task, keras.Model):
         if image_size is not None:
             overrides["image_size"] = image_size
         return super().from_preset(preset, load_weights=load_weights, **overrides)
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class Swin(PooledClassifier):
+    """Swin Transformer image classifier: backbone (ending in its LayerNorm)
+    -> global average pool -> dropout -> linear head (timm's
+    `SwinTransformer`, transformers' `SwinForImageClassification`).
+
+    Args:
+        backbone: a `keras_vit.SwinBackbone`.
+        num_classes: int, K; 0 returns the pooled `(B, 8D)` features.
+        head_dropout_rate: float in [0, 1).
+        activation: None for logits, or e.g. `"softmax"`.
+        preprocessor: optional `keras_vit.layers.ViTImagePreprocessor`
+            (the Swin presets: resize to 224 or 384, ImageNet mean/std).
+            `fit`, `evaluate` and `predict` apply it to raw images.
+        dtype: dtype policy.
+
+    Call arguments:
+        images: `(B, H, W, C)` preprocessed images.
+
+    Returns:
+        `(B, K)` logits.
+
+    Example:
+    >>> backbone = SwinBackbone(image_shape=(64, 64, 3), hidden_dim=12,
+    ...     depths=(2, 2), num_heads=(3, 3), window_size=4)
+    >>> tuple(Swin(backbone, num_classes=5)(keras.ops.zeros((2, 64, 64, 3))).shape)
+    (2, 5)
+    """
+
+    backbone_class = SwinBackbone

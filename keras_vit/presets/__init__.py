@@ -1,12 +1,13 @@
 """Presets: the registry, the preset directory format and the families' tables.
 
 Importing this package registers the built-in families (`vit`, `detr`,
-`dpt_depth`, `dpt_segmentation`, `segmenter`, `swin`); it
+`dpt_depth`, `dpt_segmentation`, `mvit`, `segmenter`, `swin`); it
 imports no model module (tests/presets/test_registry.py checks it).
 """
 
 from keras_vit.presets import detr_presets
 from keras_vit.presets import dpt_presets
+from keras_vit.presets import mvit_presets
 from keras_vit.presets import segmenter_presets
 from keras_vit.presets import swin_presets
 from keras_vit.presets import vit_presets
@@ -23,6 +24,7 @@ __all__ = [
     "VIT_PRESETS",
     "detr_presets",
     "dpt_presets",
+    "mvit_presets",
     "list_presets",
     "preset_cache_dir",
     "register_family",

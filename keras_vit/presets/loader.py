@@ -27,7 +27,7 @@ from keras_vit.presets.preset_directory import cached_preset
 from keras_vit.presets.preset_directory import load_weights_file
 from keras_vit.presets.preset_directory import read_preset_directory
 
-CHECKPOINT_EXTENSIONS = (".npz", ".safetensors", ".pth", ".pt", ".bin")
+from keras_vit.conversion.checkpoint import CHECKPOINT_EXTENSIONS  # noqa: E402 - numpy-only, no model module
 
 
 def _preset_text(preset):
@@ -209,27 +209,33 @@ def load_backbone(cls, preset, load_weights=True, source=None, **kwargs):
 
 
 def classifier_class(preset):
-    """`keras_vit.ViT` or `keras_vit.Swin`: the classifier a preset name,
-    preset folder or checkpoint file is (a Swin checkpoint has relative
-    position tables; anything else goes to ViT, whose loader explains what
-    it cannot read). For the commands that take any classification preset."""
+    """`keras_vit.ViT`, `keras_vit.Swin` or `keras_vit.MViT`: the classifier a
+    preset name, preset folder or checkpoint file is (told by its tensors'
+    names; anything else goes to ViT, whose loader explains what it cannot
+    read). For the commands that take any classification preset."""
+    from keras_vit.models.mvit import MViT
     from keras_vit.models.swin import Swin
     from keras_vit.models.vit import ViT
 
     text = os.fspath(preset)
     if os.path.isdir(text):
         registered = read_preset_directory(text, load_weights=False)[0]
-        return Swin if registered in ("keras_vit>Swin", "keras_vit>SwinBackbone") else ViT
+        for cls in (Swin, MViT):
+            if registered in (f"keras_vit>{cls.__name__}", f"keras_vit>{cls.backbone_class.__name__}"):
+                return cls
+        return ViT
     if os.path.isfile(text):
         from keras_vit.conversion.checkpoint import read_checkpoint
+        from keras_vit.conversion.mvit import detect_mvit_layout
         from keras_vit.conversion.swin import detect_swin_layout
 
         try:
-            return Swin if detect_swin_layout(read_checkpoint(text)) else ViT
+            arrays = read_checkpoint(text)
         except ValueError:
             return ViT
+        return Swin if detect_swin_layout(arrays) else MViT if detect_mvit_layout(arrays) else ViT
     try:
         task = keras.saving.get_registered_object(registry.family_of_preset(text).task)
     except ValueError:
         return ViT  # its from_preset names the closest preset
-    return task if task in (ViT, Swin) else ViT
+    return task if task in (ViT, Swin, MViT) else ViT

@@ -22,6 +22,8 @@ datasets cannot be downloaded here).
   repository's README.
 - Swin: ImageNet-1k validation top-1 from the Swin-Transformer repository's
   MODELHUB.md (at the preset's resolution).
+- MViTv2: ImageNet-1k validation top-1 at 224 from the facebookresearch/mvit
+  README.
 """
 
 PARAMETERS = {
@@ -66,10 +68,15 @@ PARAMETERS = {
     "swin_b": 87_768_224,
     "swin_b_384": 87_903_584,
     "swin_l": 196_532_476,
+    "mvitv2_t": 24_173_320,
+    "mvitv2_s": 34_870_216,
+    "mvitv2_b": 51_472_744,
+    "mvitv2_l": 217_992_952,
 }
 
 _TIMM = "timm results-imagenet.csv"
 _SWIN = "Swin-Transformer MODELHUB.md"
+_MVIT = "facebookresearch/mvit README"
 _AUGREG = "vision_transformer README (AugReg i21k -> ImageNet at 384)"
 PUBLISHED = {
     "vit_ti16": ("ImageNet top-1 75.45", _TIMM),
@@ -113,6 +120,10 @@ PUBLISHED = {
     "swin_b": ("ImageNet top-1 83.5", _SWIN),
     "swin_b_384": ("ImageNet top-1 86.4 (ImageNet-22k pre-trained)", _SWIN),
     "swin_l": ("ImageNet top-1 86.3 (ImageNet-22k pre-trained)", _SWIN),
+    "mvitv2_t": ("ImageNet top-1 82.3", _MVIT),
+    "mvitv2_s": ("ImageNet top-1 83.6", _MVIT),
+    "mvitv2_b": ("ImageNet top-1 84.4", _MVIT),
+    "mvitv2_l": ("ImageNet top-1 85.3", _MVIT),
 }
 
 

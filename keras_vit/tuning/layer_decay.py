@@ -22,12 +22,15 @@ def layer_ids(model):
     VPT-shallow prompts 0; block i (with its adapter and the deep prompts
     before it) i + 1; the final norm L, as the last block; everything
     outside the encoder (the head) L + 1."""
+    from keras_vit.backbones.mvit_backbone import MViTBackbone
     from keras_vit.backbones.swin_backbone import SwinBackbone
     from keras_vit.backbones.vit_backbone import ViTBackbone
 
     backbone = getattr(model, "backbone", None)
     if isinstance(backbone, SwinBackbone):
         return _swin_layer_ids(model, backbone)
+    if isinstance(backbone, MViTBackbone):
+        return _mvit_layer_ids(model, backbone)
     if not isinstance(backbone, ViTBackbone):
         raise TypeError(
             "layer_decay needs a task on a ViT encoder (ViT, DPT*, Segmenter) or a Swin. "
@@ -74,6 +77,32 @@ def _swin_layer_ids(model, backbone):
     return ids
 
 
+def _mvit_layer_ids(model, backbone):
+    """timm's ids for an MViTv2 (its `group_matcher` groups whole stages):
+    the patch embedding 0, stage s s, the final norm with the last stage,
+    the head after them."""
+    stages = len(backbone.depths)
+    ids = {v.path: stages + 1 for v in model.weights}
+    for variable in backbone.get_layer("patch_embedding").weights:
+        ids[variable.path] = 0
+    for stage, depth in enumerate(backbone.depths, start=1):
+        for block in range(depth):
+            for variable in backbone.get_layer(f"stage_{stage}_block_{block}").weights:
+                ids[variable.path] = stage
+    for variable in backbone.get_layer("final_norm").weights:
+        ids[variable.path] = stages
+    return ids
+
+
+def head_layer_id(backbone):
+    """The head's layer id (L + 1 for L encoder groups), whether or not the model has a head."""
+    if hasattr(backbone, "window_size"):  # Swin: one id per block
+        return sum(backbone.depths) + 1
+    if hasattr(backbone, "kv_stride"):  # MViTv2: one id per stage
+        return len(backbone.depths) + 1
+    return backbone.num_layers + 1
+
+
 def no_weight_decay(model):
     """The variables timm's `param_groups_layer_decay` gives weight decay 0:
     every weight of rank <= 1 (biases, norms, LayerScale), the ViT's
@@ -87,8 +116,10 @@ def no_weight_decay(model):
         except (ValueError, AttributeError):
             pass
     for variable in model.weights:
-        # Swin's relative position bias tables (timm's no_weight_decay_keywords).
-        if len(variable.shape) <= 1 or id(variable) in named or variable.name == "relative_position_bias_table":
+        # Swin's relative position bias tables (timm's no_weight_decay_keywords), MViTv2's relative positions.
+        if len(variable.shape) <= 1 or id(variable) in named or variable.name in (
+            "relative_position_bias_table", "rel_pos_h", "rel_pos_w"
+        ):
             skip.append(variable)
     return skip
 
@@ -121,9 +152,7 @@ def layer_decay(optimizer, model, decay, weight_decay_exclusions=True):
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
         raise ValueError(f"decay must be a float in (0, 1], e.g. 0.75. Received: decay={decay!r}")
     ids = layer_ids(model)
-    backbone = model.backbone
-    # The head's id, L + 1, whether or not the model has a head.
-    top = (sum(backbone.depths) if hasattr(backbone, "depths") else backbone.num_layers) + 1
+    top = head_layer_id(model.backbone)
     wrapped = scaled_learning_rates(optimizer, {path: float(decay) ** (top - i) for path, i in ids.items()})
     if weight_decay_exclusions and getattr(wrapped, "weight_decay", None):
         wrapped.exclude_from_weight_decay(var_list=no_weight_decay(model))

@@ -68,6 +68,7 @@ def test_a_swin_preset_with_lora_bias_and_layer_decay(tmp_path):
     keras_vit.Swin(backbone, num_classes=10, preprocessor=preprocessor).save_to_preset(str(tmp_path / "swin"))
     assert finetune.classifier_class(str(tmp_path / "swin")) is keras_vit.Swin
     assert finetune.classifier_class("swin_t") is keras_vit.Swin and finetune.classifier_class("vit_b16") is keras_vit.ViT
+    assert finetune.classifier_class("mvitv2_t") is keras_vit.MViT
     config, output = finetune.parse_args([
         str(tmp_path / "swin"), "--smoke", "--method", "lora+bias", "--rank", "2", "--layer-decay", "0.7",
         "--output", str(tmp_path / "run"),

@@ -223,3 +223,46 @@ def test_swin_layer_decay_groups_are_timms():
     assert by_layer_scale == expected_scale
     # timm's fused qkv bias is one tensor, as keras_vit's: the counts agree.
     assert by_layer_no_decay == expected_no_decay
+
+
+def test_mvit_layer_decay_groups_are_timms():
+    """MViTv2: timm's group_matcher gives one id per stage, the final norm
+    the last stage's; the relative positions get no weight decay."""
+    from timm.models.mvitv2 import MultiScaleVit
+    from timm.models.mvitv2 import MultiScaleVitCfg
+    from timm.optim._param_groups import param_groups_layer_decay
+
+    from keras_vit import MViT
+    from keras_vit import MViTBackbone
+    from keras_vit.tuning.layer_decay import no_weight_decay
+
+    decay = 0.6
+    reference = MultiScaleVit(MultiScaleVitCfg(depths=(1, 2, 1), embed_dim=6, num_heads=1), img_size=(32, 32), num_classes=4)
+    model = MViT(MViTBackbone(image_shape=(32, 32, 3), hidden_dim=6, depths=(1, 2, 1), num_heads=1), num_classes=4)
+    groups = param_groups_layer_decay(
+        reference, weight_decay=0.05, no_weight_decay_list=reference.no_weight_decay(), layer_decay=decay
+    )
+    names = {id(p): n for n, p in reference.named_parameters()}
+
+    def layer_of(name):
+        parts = name.split(".")
+        if parts[0] == "stages":
+            return f"stage_{int(parts[1]) + 1}_block_{parts[3]}"
+        return {"patch_embed": "patch_embedding", "norm": "final_norm", "head": "head"}[parts[0]]
+
+    expected_scale, expected_no_decay = {}, {}
+    for group in groups:
+        for param in group["params"]:
+            layer = layer_of(names[id(param)])
+            expected_scale.setdefault(layer, set()).add(round(group["lr_scale"], 9))
+            expected_no_decay[layer] = expected_no_decay.get(layer, 0) + (group["weight_decay"] == 0.0)
+    ids = tuning.layer_ids(model)
+    skipped = {id(v) for v in no_weight_decay(model)}
+    top = 4  # three stages, the head after them
+    scale, no_decay = {}, {}
+    for layer in model.backbone.layers[1:] + [model.get_layer("head")]:
+        if layer.weights:
+            scale[layer.name] = {round(decay ** (top - ids[v.path]), 9) for v in layer.weights}
+            no_decay[layer.name] = sum(id(v) in skipped for v in layer.weights)
+    assert scale == expected_scale
+    assert no_decay == expected_no_decay
