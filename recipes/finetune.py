@@ -25,7 +25,6 @@ import os
 import keras
 import numpy as np
 
-import keras_vit
 from keras_vit import tuning
 from keras_vit.presets.loader import classifier_class
 from recipes.common import add_config_arguments
