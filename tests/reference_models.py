@@ -133,3 +133,32 @@ def mvit_official_layout(state, depths):
         key = key.replace("shortcut_proj_attn", "proj").replace("shortcut_proj_mlp", "proj").replace("head.fc", "head.projection")
         out[key] = torch.from_numpy(value)
     return out
+
+
+def check_release_round_trip(cls, name, source, reference, mirrors, timm_repo, official_file, official_checkpoint):
+    """The whole `cls.from_preset(name, source=source)` path on a full-size
+    random `reference` (timm): its state written as timm's hub file or as
+    `official_checkpoint(state)` at `mirrors/releases/official_file`, then
+    downloaded, converted (equal to timm), cached (the second call with a
+    new head needs no file) and re-headed."""
+    import torch
+    from safetensors.numpy import save_file
+
+    state = {k: v.detach().numpy().copy() for k, v in reference.state_dict().items()}
+    if source == "timm":
+        path = mirrors / "hub" / timm_repo / "resolve" / "main" / "model.safetensors"
+        path.parent.mkdir(parents=True)
+        save_file(state, str(path))
+    else:
+        path = mirrors / "releases" / official_file
+        path.parent.mkdir(parents=True)
+        torch.save(official_checkpoint(state), path)
+    x, x_torch = images((1, 224, 224, 3))
+    with torch.no_grad():
+        expected = reference(x_torch)
+    model = cls.from_preset(name, source=source)
+    assert max_abs_diff(model(x), expected) <= 1e-4
+    path.unlink()  # the second call needs no "network"
+    again = cls.from_preset(name, source=source, num_classes=5)
+    assert again.num_classes == 5
+    assert max_abs_diff(again.backbone(x), model.backbone(x)) == 0.0

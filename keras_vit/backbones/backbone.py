@@ -48,8 +48,22 @@ class FeaturePyramid:
       "stage_4"`), names of `feature_extractor`;
     - `pyramid_extractor(levels)`: that model for some levels.
 
-    A class sets `self._pyramid = {level: feature name}` after building.
+    A class sets `self._feature_tensors = {name: tensor}` and `self._pyramid =
+    {level: feature name}` after building; the mixin gives it `feature_names`
+    and `feature_extractor(names)` too.
     """
+
+    @property
+    def feature_names(self):
+        """Names of the published features, in network order."""
+        return list(self._feature_tensors)
+
+    def feature_extractor(self, names=None):
+        """A model mapping images to `{name: feature map}` (see `feature_names`)."""
+        from keras_vit.utils.validation import check_feature_names
+
+        names = self.feature_names if names is None else check_feature_names(names, self.feature_names)
+        return keras.Model(self.inputs[0], {n: self._feature_tensors[n] for n in names}, name=f"{self.name}_features")
 
     @property
     def pyramid_feature_names(self):

@@ -5,7 +5,6 @@ from keras_vit.backbones.backbone import FeaturePyramid
 from keras_vit.layers.conv2d import Conv2D
 from keras_vit.layers.mvit_block import MViTBlock
 from keras_vit.utils.serialization import with_dtype_policy
-from keras_vit.utils.validation import check_feature_names
 from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
@@ -167,15 +166,6 @@ class MViTBackbone(FeaturePyramid, Backbone, keras.Model):
     @property
     def output_dim(self):
         return self.layout[-1][-1][1]
-
-    @property
-    def feature_names(self):
-        return list(self._feature_tensors)
-
-    def feature_extractor(self, names=None):
-        """A model mapping images to `{name: feature map}` (see `feature_names`)."""
-        names = self.feature_names if names is None else check_feature_names(names, self.feature_names)
-        return keras.Model(self.inputs[0], {n: self._feature_tensors[n] for n in names}, name=f"{self.name}_features")
 
     def blocks(self):
         """The MViTv2 blocks, in network order."""

@@ -4,7 +4,6 @@ from keras_vit.backbones.backbone import Backbone
 from keras_vit.backbones.backbone import FeaturePyramid
 from keras_vit.layers.conv2d import Conv2D
 from keras_vit.utils.serialization import with_dtype_policy
-from keras_vit.utils.validation import check_feature_names
 from keras_vit.utils.validation import check_mesh_axes
 from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_positive_int
@@ -160,10 +159,6 @@ class ResNetBackbone(FeaturePyramid, Backbone, keras.Model):
         self._feature_tensors = features
         self._pyramid = {f"P{stage + 1}": f"stage_{stage}" for stage in range(1, 5)}
 
-    @property
-    def feature_names(self):
-        return list(self._feature_tensors)
-
     @staticmethod
     def get_layout_map(device_mesh, model_parallel_dim_name="model", data_parallel_dim_name="batch"):
         """A `keras.distribution.LayoutMap` for `keras.distribution.ModelParallel`
@@ -184,13 +179,6 @@ class ResNetBackbone(FeaturePyramid, Backbone, keras.Model):
         layout_map = keras.distribution.LayoutMap(device_mesh)
         layout_map[r"(.*/)?(conv1|layer\d+_\d+_(conv\d|downsample))/kernel"] = (None, None, None, model_parallel_dim_name)
         return layout_map
-
-    def feature_extractor(self, names=None):
-        """A model mapping images to `{name: feature map}` (see `feature_names`)."""
-        names = self.feature_names if names is None else check_feature_names(names, self.feature_names)
-        return keras.Model(
-            self.inputs[0], {n: self._feature_tensors[n] for n in names}, name=f"{self.name}_features"
-        )
 
     def get_config(self):
         return {

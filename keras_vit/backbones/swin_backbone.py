@@ -9,7 +9,6 @@ from keras_vit.layers.conv2d import Conv2D
 from keras_vit.layers.swin_block import SwinPatchMerging
 from keras_vit.layers.swin_block import SwinTransformerBlock
 from keras_vit.utils.serialization import with_dtype_policy
-from keras_vit.utils.validation import check_feature_names
 from keras_vit.utils.validation import check_model_kwargs
 from keras_vit.utils.validation import check_positive_int
 from keras_vit.utils.validation import check_rate
@@ -197,15 +196,6 @@ class SwinBackbone(FeaturePyramid, Backbone, keras.Model):
     def output_dim(self):
         """The last stage's width."""
         return self.hidden_dim * 2 ** (len(self.depths) - 1)
-
-    @property
-    def feature_names(self):
-        return list(self._feature_tensors)
-
-    def feature_extractor(self, names=None):
-        """A model mapping images to `{name: feature map}` (see `feature_names`)."""
-        names = self.feature_names if names is None else check_feature_names(names, self.feature_names)
-        return keras.Model(self.inputs[0], {n: self._feature_tensors[n] for n in names}, name=f"{self.name}_features")
 
     def blocks(self):
         """The Swin blocks, in network order."""

@@ -11,14 +11,14 @@ equal timm 1.0.31's (tests/presets/test_mvit_presets.py).
 import copy
 import os
 
+from keras_vit.presets.pooled_classifiers import IMAGENET
+from keras_vit.presets.pooled_classifiers import checkpoint_reader
+from keras_vit.presets.pooled_classifiers import override_backbone_and_head
+from keras_vit.presets.pooled_classifiers import transfer_weights as transfer_by_path_strict
 from keras_vit.presets.registry import PresetFamily
 from keras_vit.presets.registry import image_preprocessor_config
-from keras_vit.presets.registry import override_by_signature
 from keras_vit.presets.registry import register_family
 from keras_vit.presets.registry import serialized
-from keras_vit.presets.registry import transfer_by_path
-
-IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 SOURCES = ("timm", "official")
 _OFFICIAL = "https://dl.fbaipublicfiles.com/mvit/mvitv2_models"
 
@@ -86,9 +86,8 @@ def _fetch(name, source):
 
 def override(config, kwargs):
     """`num_classes` (a new head after the weights load), `dtype`, and any
-    backbone or classifier argument but the sizes the weights fix."""
-    import inspect
-
+    backbone or classifier argument; no other image size (the relative
+    positions are tables for 224)."""
     from keras_vit.backbones.mvit_backbone import MViTBackbone
     from keras_vit.models.mvit import MViT
 
@@ -98,53 +97,21 @@ def override(config, kwargs):
             "image_size: the MViTv2 presets' relative positions are tables for 224 x 224; keras_vit does not "
             "resample them. Use the preset at 224 (its preprocessor resizes any image)."
         )
-    backbone_args = [p for p in inspect.signature(MViTBackbone.__init__).parameters if p not in ("self", "kwargs", "dtype")]
-    backbone_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in backbone_args}
-    native, target = override_by_signature(MViT, config, kwargs, retargets=("num_classes",))
-    for key, value in backbone_kwargs.items():
-        target["backbone"]["config"][key] = value
-        if key not in ("drop_path_rate",):
-            native["backbone"]["config"][key] = value
-    if kwargs.get("dtype") is not None:
-        for cfg in (native, target):
-            cfg["backbone"]["config"]["dtype"] = kwargs["dtype"]
-    return native, target
+    return override_backbone_and_head(MViT, MViTBackbone, config, kwargs)
 
 
 def transfer_weights(source, target):
-    """By path; a new head starts at zero."""
-    import numpy as np
-
-    copied = transfer_by_path(source, target)
-    try:
-        head = target.get_layer("head")
-        source_head = source.get_layer("head")
-    except ValueError:
-        return copied
-    if [tuple(w.shape) for w in head.weights] != [tuple(w.shape) for w in source_head.weights]:
-        head.set_weights([np.zeros(tuple(w.shape), w.dtype) for w in head.weights])
-    return copied
+    """By path, the head zeroed for a new class count."""
+    return transfer_by_path_strict(source, target, "Overrides may change the head and regularisation, not the sizes.")
 
 
 def _read_checkpoint(arrays, path, hf_config, kwargs):
     from keras_vit.conversion.mvit import detect_mvit_layout
     from keras_vit.conversion.mvit import mvit_config_from_state_dict
 
-    if detect_mvit_layout(arrays) is None:
-        return None
-    try:
-        config = mvit_config_from_state_dict(arrays, hf_config=hf_config)
-    except KeyError as error:
-        raise ValueError(
-            f"This MViTv2 checkpoint is incomplete: {error.args[0] if error.args else error} Download it again "
-            "(a partial download?), or load it with the library that wrote it."
-        ) from None
-    size = config["backbone"]["image_shape"][:2]
-    return {
-        "backbone": serialized("keras_vit>MViTBackbone", config["backbone"]),
-        "num_classes": config["num_classes"],
-        "preprocessor": image_preprocessor_config(size, IMAGENET["mean"], IMAGENET["std"]),
-    }
+    return checkpoint_reader("MViTv2", "keras_vit>MViTBackbone", detect_mvit_layout, mvit_config_from_state_dict)(
+        arrays, path, hf_config, kwargs
+    )
 
 
 def _load_checkpoint(model, arrays):

@@ -11,11 +11,13 @@ GitHub releases, `https://github.com/SwinTransformer/storage/releases/download`)
 import copy
 import os
 
+from keras_vit.presets.pooled_classifiers import IMAGENET
+from keras_vit.presets.pooled_classifiers import checkpoint_reader
+from keras_vit.presets.pooled_classifiers import override_backbone_and_head
+from keras_vit.presets.pooled_classifiers import transfer_weights as transfer_by_path_strict
 from keras_vit.presets.registry import PresetFamily
 from keras_vit.presets.registry import image_preprocessor_config
-from keras_vit.presets.registry import override_by_signature
 from keras_vit.presets.registry import register_family
-from keras_vit.presets.registry import relative_path
 from keras_vit.presets.registry import serialized
 from keras_vit.utils.validation import check_pair
 
@@ -26,7 +28,6 @@ VARIANTS = {
     "B": (128, (2, 2, 18, 2), (4, 8, 16, 32)),
     "L": (192, (2, 2, 18, 2), (6, 12, 24, 48)),
 }
-IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 SOURCES = ("timm", "official")
 _RELEASES = "https://github.com/SwinTransformer/storage/releases/download"
 
@@ -118,20 +119,9 @@ def override(config, kwargs):
     from keras_vit.backbones.swin_backbone import SwinBackbone
     from keras_vit.models.swin import Swin
 
-    import inspect
-
     kwargs = dict(kwargs)
     size = kwargs.pop("image_size", None)
-    backbone_args = [p for p in inspect.signature(SwinBackbone.__init__).parameters if p not in ("self", "kwargs", "dtype")]
-    backbone_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in backbone_args}
-    native, target = override_by_signature(Swin, config, kwargs, retargets=("num_classes",))
-    for key, value in backbone_kwargs.items():
-        target["backbone"]["config"][key] = value
-        if key in ("window_size", "hidden_dim", "depths", "num_heads", "patch_size", "mlp_ratio", "qkv_bias"):
-            native["backbone"]["config"][key] = value
-    if kwargs.get("dtype") is not None:
-        for cfg in (native, target):
-            cfg["backbone"]["config"]["dtype"] = kwargs["dtype"]
+    native, target = override_backbone_and_head(Swin, SwinBackbone, config, kwargs)
     if size is not None:
         if isinstance(size, (tuple, list)) and len(size) == 2 and size[0] is None and size[1] is None:
             size = (None, None)
@@ -145,32 +135,15 @@ def override(config, kwargs):
 
 
 def transfer_weights(source, target):
-    """Copies every variable by path; the head only when its shape matches
-    (a new class count starts at zero, as the ViT head does). A backbone
-    variable that cannot carry over raises (a relative position table of
-    another window: the window is clipped at small sizes)."""
-    import numpy as np
-
-    by_path = {relative_path(source, v): v for v in source.weights}
-    missed = []
-    for variable in target.weights:
-        path = relative_path(target, variable)
-        match = by_path.get(path)
-        if match is not None and tuple(match.shape) == tuple(variable.shape):
-            variable.assign(match.value * 1)
-        elif path.startswith("head/"):
-            variable.assign(np.zeros(tuple(variable.shape), variable.dtype))
-        else:
-            missed.append(f"{path} {tuple(variable.shape)} vs {None if match is None else tuple(match.shape)}")
-    if missed:
-        raise ValueError(
-            f"Cannot carry these weights to the new model: {missed[:4]}. A stage no larger than the window "
-            "gets a window of its own size, and so a relative position table of another size: the preset's "
-            "image size and the new one give some stage different windows. Pick an image_size at which every "
-            "stage keeps the preset's windows (for four stages and window W: both at least 32 * W, or both "
-            "the preset's), or build the model with that window_size and train it."
-        )
-    return len(target.weights)
+    """By path, the head zeroed for a new class count; a relative position
+    table of another window raises (the window is clipped at small sizes)."""
+    return transfer_by_path_strict(
+        source, target,
+        "A stage no larger than the window gets a window of its own size, and so a relative position table "
+        "of another size: the preset's image size and the new one give some stage different windows. Pick an "
+        "image_size at which every stage keeps the preset's windows (for four stages and window W: both at "
+        "least 32 * W, or both the preset's), or build the model with that window_size and train it.",
+    )
 
 
 def _read_checkpoint(arrays, path, hf_config, kwargs):
@@ -178,21 +151,9 @@ def _read_checkpoint(arrays, path, hf_config, kwargs):
     from keras_vit.conversion.swin import detect_swin_layout
     from keras_vit.conversion.swin import swin_config_from_state_dict
 
-    if detect_swin_layout(arrays) is None:
-        return None
-    try:
-        config = swin_config_from_state_dict(arrays, hf_config=hf_config)
-    except KeyError as error:
-        raise ValueError(
-            f"This Swin checkpoint is incomplete: {error.args[0] if error.args else error} Download it again "
-            "(a partial download?), or load it with the library that wrote it."
-        ) from None
-    size = config["backbone"]["image_shape"][:2]
-    return {
-        "backbone": serialized("keras_vit>SwinBackbone", config["backbone"]),
-        "num_classes": config["num_classes"],
-        "preprocessor": image_preprocessor_config(size, IMAGENET["mean"], IMAGENET["std"]),
-    }
+    return checkpoint_reader("Swin", "keras_vit>SwinBackbone", detect_swin_layout, swin_config_from_state_dict)(
+        arrays, path, hf_config, kwargs
+    )
 
 
 def _load_checkpoint(model, arrays):

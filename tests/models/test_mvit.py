@@ -71,7 +71,14 @@ def test_official_pyth_layout_loads_the_same(pair, tmp_path):
     reference, model, expand = pair
     path = tmp_path / "MViTv2_T_in1k.pyth"
     depths = [len(s.blocks) for s in reference.stages]
-    torch.save({"model_state": mvit_official_layout(_state(reference), depths), "epoch": 3, "cfg": "MODEL: ..."}, path)
+    state = mvit_official_layout(_state(reference), depths)
+    from keras_vit.conversion.mvit import mvit_config_from_state_dict
+
+    official_config = mvit_config_from_state_dict({k: v.numpy() for k, v in state.items()})
+    assert official_config["backbone"] == mvit_config_from_state_dict(_state(reference))["backbone"]
+    if expand:
+        return  # the stage boundaries, read from the widths, are the timm file's; the loading is L's below
+    torch.save({"model_state": state, "epoch": 3, "cfg": "MODEL: ..."}, path)
     official = MViT.from_preset(str(path))
     assert official.backbone.depths == tuple(depths)
     x = images((1, 64, 64, 3), seed=1)[0]

@@ -9,14 +9,13 @@ from keras_vit import list_presets
 from keras_vit.presets.mvit_presets import MVIT_PRESETS
 from keras_vit.presets.published import PARAMETERS
 from keras_vit.presets.published import PUBLISHED
-from reference_models import images
-from reference_models import max_abs_diff
+from reference_models import check_release_round_trip
 from reference_models import mvit_official_layout
 from reference_models import randomize
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
+pytest.importorskip("safetensors.numpy")
 
 TIMM_ARCHITECTURES = {
     "mvitv2_t": ("mvitv2_tiny", 24_173_320),
@@ -64,21 +63,8 @@ def mirrors(tmp_path, monkeypatch):
 @pytest.mark.parametrize("source", ["timm", "official"])
 def test_mvitv2_t_downloads_converts_and_caches(source, mirrors, memory_heavy):
     reference = randomize(timm.create_model("mvitv2_tiny", pretrained=False), std=0.02)
-    state = {k: v.detach().numpy().copy() for k, v in reference.state_dict().items()}
     entry = MVIT_PRESETS["mvitv2_t"]
-    if source == "timm":
-        path = mirrors / "hub" / entry["timm"] / "resolve" / "main" / "model.safetensors"
-        path.parent.mkdir(parents=True)
-        safetensors_numpy.save_file(state, str(path))
-    else:
-        path = mirrors / "releases" / entry["official"]
-        path.parent.mkdir(parents=True)
-        torch.save({"model_state": mvit_official_layout(state, (1, 2, 5, 2))}, path)
-    x, x_torch = images((1, 224, 224, 3))
-    with torch.no_grad():
-        expected = reference(x_torch)
-    model = MViT.from_preset("mvitv2_t", source=source)
-    assert max_abs_diff(model(x), expected) <= 1e-4
-    path.unlink()
-    again = MViT.from_preset("mvitv2_t", source=source, num_classes=5)
-    assert again.num_classes == 5 and max_abs_diff(again.backbone(x), model.backbone(x)) == 0.0
+    check_release_round_trip(
+        MViT, "mvitv2_t", source, reference, mirrors, entry["timm"], entry["official"],
+        lambda state: {"model_state": mvit_official_layout(state, (1, 2, 5, 2))},
+    )

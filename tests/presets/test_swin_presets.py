@@ -10,14 +10,13 @@ from keras_vit import list_presets
 from keras_vit.presets.published import PARAMETERS
 from keras_vit.presets.published import PUBLISHED
 from keras_vit.presets.swin_presets import SWIN_PRESETS
-from reference_models import images
-from reference_models import max_abs_diff
+from reference_models import check_release_round_trip
 from reference_models import randomize
 from reference_models import swin_official_layout
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
+pytest.importorskip("safetensors.numpy")
 
 TIMM_ARCHITECTURES = {
     "swin_t": ("swin_tiny_patch4_window7_224", 28_288_354),
@@ -65,22 +64,8 @@ def mirrors(tmp_path, monkeypatch):
 @pytest.mark.parametrize("source", ["timm", "official"])
 def test_swin_t_downloads_converts_and_caches(source, mirrors, memory_heavy):
     reference = randomize(timm.create_model("swin_tiny_patch4_window7_224", pretrained=False), std=0.02)
-    state = {k: v.detach().numpy().copy() for k, v in reference.state_dict().items()}
     entry = SWIN_PRESETS["swin_t"]
-    if source == "timm":
-        path = mirrors / "hub" / entry["timm"] / "resolve" / "main" / "model.safetensors"
-        path.parent.mkdir(parents=True)
-        safetensors_numpy.save_file(state, str(path))
-    else:
-        path = mirrors / "releases" / entry["official"]
-        path.parent.mkdir(parents=True)
-        torch.save({"model": swin_official_layout(state, (2, 2, 6, 2))}, path)
-    x, x_torch = images((1, 224, 224, 3))
-    with torch.no_grad():
-        expected = reference(x_torch)
-    model = Swin.from_preset("swin_t", source=source)
-    assert max_abs_diff(model(x), expected) <= 1e-4
-    path.unlink()  # the second call needs no "network"
-    again = Swin.from_preset("swin_t", source=source, num_classes=5)
-    assert again.num_classes == 5
-    assert max_abs_diff(again.backbone(x), model.backbone(x)) == 0.0
+    check_release_round_trip(
+        Swin, "swin_t", source, reference, mirrors, entry["timm"], entry["official"],
+        lambda state: {"model": swin_official_layout(state, (2, 2, 6, 2))},
+    )

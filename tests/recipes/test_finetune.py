@@ -60,6 +60,9 @@ def test_lora_on_an_rgb_preset_with_layer_decay(base, tmp_path):
     assert tuned.count_params() == keras_vit.ViT.from_preset(base[3], num_classes=10).count_params()
 
 
+@pytest.mark.one_backend(
+    "torch", "the recipe chains tuning.prepare and layer_decay, checked on every backend in tests/tuning and test_swin"
+)
 def test_a_swin_preset_with_lora_bias_and_layer_decay(tmp_path):
     """The same recipe on a Swin classifier: its blocks get LoRA on qkv,
     timm's Swin layer ids set the decay, LoRA is merged into the saved preset."""
