@@ -22,8 +22,17 @@ def _inputs(model, kind, batch_size, image_size, rng):
         if image_size is None:
             raise ValueError("DETR takes any image size: pass image_size=(height, width), e.g. (800, 1088).")
         height, width = image_size
-    else:
-        height, width = image_size or model.preprocessor.image_size
+    elif image_size is not None:
+        height, width = image_size
+    elif model.preprocessor is not None:
+        height, width = model.preprocessor.image_size
+    else:  # no preprocessor: the network's own input size
+        height, width = model.backbone.input_shape[1:3]
+        if height is None or width is None:
+            raise ValueError(
+                f"This {type(model).__name__} takes any image size and has no preprocessor stating one: pass "
+                "image_size=(height, width) (keras-vit benchmark --image-size H W)."
+            )
     channels = model.backbone.input_shape[-1] or 3
     return rng.uniform(0, 255, (batch_size, height, width, channels)).astype("float32")
 

@@ -194,3 +194,22 @@ def test_every_help_example_names_real_options_and_folders_that_commands_write(c
                     assert re.search(rf"(?m)^\s+{re.escape(word)}\b", text) or f", {word}" in text, (example, word)
             for path in re.findall(r"runs/\w+(?=/preset)", example):
                 assert path in outputs, example
+
+
+@pytest.mark.one_backend("torch", "which modules a fresh command process registers does not depend on the backend")
+def test_a_fresh_command_process_knows_every_task_class(tmp_path):
+    """`keras-vit` imports the task modules lazily: a Swin or MViTv2 preset
+    folder must load in a fresh process (their classes were unregistered there)."""
+    presets = {
+        "swin": keras_vit.Swin(keras_vit.SwinBackbone(image_shape=(32, 32, 3), hidden_dim=4, depths=(1,), num_heads=(1,),
+                                                      window_size=4), 3),
+        "mvit": keras_vit.MViT(keras_vit.MViTBackbone(image_shape=(16, 16, 3), hidden_dim=4, depths=(1,), num_heads=1), 3),
+    }
+    for name, model in presets.items():
+        model.save_to_preset(str(tmp_path / name))
+        code, _, process = _imports(
+            "benchmark", str(tmp_path / name), "--steps", "1", "--warmup", "0", "--batch-size", "1", "--no-train",
+            backend="torch",
+        )
+        assert code == 0, process.stderr[-2000:]
+        assert "inference:" in process.stdout
