@@ -13,6 +13,7 @@ import os
 
 from keras_vit.presets.pooled_classifiers import IMAGENET
 from keras_vit.presets.pooled_classifiers import checkpoint_reader
+from keras_vit.presets.pooled_classifiers import lazy
 from keras_vit.presets.pooled_classifiers import override_backbone_and_head
 from keras_vit.presets.pooled_classifiers import transfer_weights as transfer_by_path_strict
 from keras_vit.presets.registry import PresetFamily
@@ -105,21 +106,6 @@ def transfer_weights(source, target):
     return transfer_by_path_strict(source, target, "Overrides may change the head and regularisation, not the sizes.")
 
 
-def _read_checkpoint(arrays, path, hf_config, kwargs):
-    from keras_vit.conversion.mvit import detect_mvit_layout
-    from keras_vit.conversion.mvit import mvit_config_from_state_dict
-
-    return checkpoint_reader("MViTv2", "keras_vit>MViTBackbone", detect_mvit_layout, mvit_config_from_state_dict)(
-        arrays, path, hf_config, kwargs
-    )
-
-
-def _load_checkpoint(model, arrays):
-    from keras_vit.conversion.mvit import load_mvit_state_dict
-
-    load_mvit_state_dict(model, arrays)
-
-
 MVIT_FAMILY = register_family(
     PresetFamily(
         name="mvit",
@@ -131,8 +117,12 @@ MVIT_FAMILY = register_family(
         build=build_from_config,
         override=override,
         transfer=transfer_weights,
-        read_checkpoint=_read_checkpoint,
-        load_checkpoint=_load_checkpoint,
+        read_checkpoint=checkpoint_reader(
+            "MViTv2", "keras_vit>MViTBackbone",
+            lazy("keras_vit.conversion.mvit", "detect_mvit_layout"),
+            lazy("keras_vit.conversion.mvit", "mvit_config_from_state_dict"),
+        ),
+        load_checkpoint=lazy("keras_vit.conversion.mvit", "load_mvit_state_dict"),
         sources=SOURCES,
     )
 )

@@ -2,6 +2,7 @@
 `from_preset` arguments, weight transfer and checkpoint reading. Each
 family module keeps its table, its sources and what differs (input sizes)."""
 
+import importlib
 import inspect
 
 from keras_vit.presets.registry import image_preprocessor_config
@@ -53,6 +54,15 @@ def transfer_weights(source, target, why=""):
     if missed:
         raise ValueError(f"Cannot carry these weights to the new model: {missed[:4]}. {why}")
     return len(target.weights)
+
+
+def lazy(module, function):
+    """`module.function`, imported on first call (a family module imports no converter at import time)."""
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), function)(*args, **kwargs)
+
+    return call
 
 
 def checkpoint_reader(name, backbone_registered, detect, read_config):

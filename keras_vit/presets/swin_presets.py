@@ -13,6 +13,7 @@ import os
 
 from keras_vit.presets.pooled_classifiers import IMAGENET
 from keras_vit.presets.pooled_classifiers import checkpoint_reader
+from keras_vit.presets.pooled_classifiers import lazy
 from keras_vit.presets.pooled_classifiers import override_backbone_and_head
 from keras_vit.presets.pooled_classifiers import transfer_weights as transfer_by_path_strict
 from keras_vit.presets.registry import PresetFamily
@@ -146,22 +147,6 @@ def transfer_weights(source, target):
     )
 
 
-def _read_checkpoint(arrays, path, hf_config, kwargs):
-    """The `Swin` config of an official, timm or transformers Swin checkpoint, or None."""
-    from keras_vit.conversion.swin import detect_swin_layout
-    from keras_vit.conversion.swin import swin_config_from_state_dict
-
-    return checkpoint_reader("Swin", "keras_vit>SwinBackbone", detect_swin_layout, swin_config_from_state_dict)(
-        arrays, path, hf_config, kwargs
-    )
-
-
-def _load_checkpoint(model, arrays):
-    from keras_vit.conversion.swin import load_swin_state_dict
-
-    load_swin_state_dict(model, arrays)
-
-
 SWIN_FAMILY = register_family(
     PresetFamily(
         name="swin",
@@ -173,8 +158,12 @@ SWIN_FAMILY = register_family(
         build=build_from_config,
         override=override,
         transfer=transfer_weights,
-        read_checkpoint=_read_checkpoint,
-        load_checkpoint=_load_checkpoint,
+        read_checkpoint=checkpoint_reader(
+            "Swin", "keras_vit>SwinBackbone",
+            lazy("keras_vit.conversion.swin", "detect_swin_layout"),
+            lazy("keras_vit.conversion.swin", "swin_config_from_state_dict"),
+        ),
+        load_checkpoint=lazy("keras_vit.conversion.swin", "load_swin_state_dict"),
         sources=SOURCES,
     )
 )
