@@ -9,6 +9,7 @@ from keras_vit.backbones.mvit_backbone import MViTBackbone
 from keras_vit.backbones.resnet_backbone import ResNetBackbone
 from keras_vit.backbones.swin_backbone import SwinBackbone
 from keras_vit.backbones.vit_backbone import ViTBackbone
+from keras_vit.backbones.vitdet_backbone import ViTDetBackbone
 from keras_vit.layers.image_preprocessor import ViTImagePreprocessor
 from keras_vit.models.detr import DETR
 from keras_vit.models.dpt import DPTDepthEstimator
@@ -32,6 +33,7 @@ __all__ = [
     "SwinBackbone",
     "ViT",
     "ViTBackbone",
+    "ViTDetBackbone",
     "ViTImagePreprocessor",
     "callbacks",
     "distribution",

@@ -287,7 +287,9 @@ def presets(argv, prog=f"{PROG} presets", epilog=None):
 
 def _weights_from(entry):
     """Where a preset's weights come from: a hub repo or the original release's file."""
-    source = entry.get("source") or entry.get("timm") or entry.get("original") or entry.get("official") or ""
+    source = (
+        entry.get("source") or entry.get("timm") or entry.get("original") or entry.get("official") or entry.get("detectron2") or ""
+    )
     return str(source)
 
 
@@ -323,10 +325,29 @@ def _is_detr(source):
     return True
 
 
+def _is_vitdet(source):
+    """A ViTDet preset name, or a detectron2 `.pkl` / transformers `VitDetBackbone` file."""
+    from keras_vit.presets.vitdet_presets import VITDET_PRESETS
+
+    if source in VITDET_PRESETS:
+        return True
+    if not os.path.isfile(source):
+        return False
+    from keras_vit.conversion.checkpoint import read_checkpoint
+    from keras_vit.conversion.vitdet import detect_vitdet_layout
+
+    try:
+        return detect_vitdet_layout(read_checkpoint(source)) in ("detectron2", "transformers")
+    except ValueError:
+        return False
+
+
 def convert(argv, prog=f"{PROG} convert", epilog=None):
     """Converts a checkpoint (or fetches a preset) and writes a preset directory."""
     parser = command_parser(prog, COMMANDS["convert"][1], epilog)
-    parser.add_argument("source", help="preset name, checkpoint file (.npz, .safetensors, .pth, .bin) or hf://org/name")
+    parser.add_argument(
+        "source", help="preset name, checkpoint file (.npz, .safetensors, .pth, .pyth, .bin, detectron2 .pkl) or hf://org/name"
+    )
     parser.add_argument("output_dir")
     parser.add_argument("--num-heads", type=int, default=None, help="for timm files of non-standard width")
     parser.add_argument("--image-size", type=int, default=None)
@@ -342,6 +363,16 @@ def convert(argv, prog=f"{PROG} convert", epilog=None):
 
         source = args.source_format if args.source in DETR_PRESETS else None
         model = DETR.from_preset(args.source, source=source, num_classes=args.num_classes, **overrides)
+        model.save_to_preset(args.output_dir, metadata={"converted_from": args.source})
+        print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")
+        return 0
+    if _is_vitdet(args.source):
+        from keras_vit.backbones.vitdet_backbone import ViTDetBackbone
+
+        if args.num_classes is not None or args.num_heads is not None:
+            parser.error("--num-classes and --num-heads do not apply: a ViTDet preset is a backbone, its heads in the file")
+        size = None if args.image_size is None else (args.image_size, args.image_size)
+        model = ViTDetBackbone.from_preset(args.source, image_size=size)
         model.save_to_preset(args.output_dir, metadata={"converted_from": args.source})
         print(f"wrote {args.output_dir} ({model.count_params():,} parameters)")
         return 0

@@ -40,9 +40,22 @@ FORMATS = ("tf_saved_model", "onnx")
 def serving_model(model, image_size=None):
     """A functional model from raw images (and DETR's pixel mask) to the
     task's inference outputs, for export."""
+    from keras_vit.backbones.backbone import Backbone
     from keras_vit.models.detr import DETR
     from keras_vit.utils.validation import check_pair
 
+    if isinstance(model, Backbone):
+        # A backbone alone: its own inputs (preprocessed images) and outputs.
+        height, width, channels = model.input_shape[1:]
+        if image_size is not None:
+            height, width = check_pair("image_size", image_size)
+        if height is None or width is None:
+            raise ValueError(
+                f"{type(model).__name__} takes images of any size; export needs one. Pass image_size=(height, width). "
+                "Received: image_size=None"
+            )
+        images = keras.Input((height, width, channels), name="images")
+        return keras.Model(images, model(images))
     if isinstance(model, DETR):
         if image_size is None:
             raise ValueError(

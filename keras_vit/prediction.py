@@ -163,13 +163,30 @@ def _classify(model, image, class_names, top_k, stem):
 def _detect(model, image, class_names, score_threshold, image_size, max_size, stem):
     from keras_vit.visualization.detections import plot_detections
 
-    shorter = 800 if image_size is None else image_size
-    longer = round(shorter * 1333 / 800) if max_size is None else max_size
     height, width = image.shape[:2]
-    factor = min(shorter / min(height, width), longer / max(height, width))
-    size = (max(1, round(height * factor)), max(1, round(width * factor)))
-    resized = ops.convert_to_numpy(ops.image.resize(image[None], size, interpolation="bilinear"))
-    outputs = model.predict({"images": resized}, verbose=0)
+    fixed = tuple(model.backbone.input_shape[1:3])
+    if None not in fixed:
+        # A backbone built for one size (ViTDet): the image fitted into it, padded, with its mask.
+        if image_size is not None or max_size is not None:
+            raise ValueError(
+                f"This DETR's backbone is built for {fixed[0]} x {fixed[1]} images: every image is fitted into that "
+                f"size; image_size and max_size do not apply. Received: image_size={image_size!r}, max_size={max_size!r}"
+            )
+        factor = min(fixed[0] / height, fixed[1] / width)
+        size = (min(fixed[0], max(1, round(height * factor))), min(fixed[1], max(1, round(width * factor))))
+        resized = ops.convert_to_numpy(ops.image.resize(image[None], size, interpolation="bilinear"))
+        padded = np.zeros((1, *fixed, 3), "float32")
+        padded[:, :size[0], :size[1]] = resized
+        mask = np.zeros((1, *fixed), bool)
+        mask[:, :size[0], :size[1]] = True
+        outputs = model.predict({"images": padded, "pixel_mask": mask}, verbose=0)
+    else:
+        shorter = 800 if image_size is None else image_size
+        longer = round(shorter * 1333 / 800) if max_size is None else max_size
+        factor = min(shorter / min(height, width), longer / max(height, width))
+        size = (max(1, round(height * factor)), max(1, round(width * factor)))
+        resized = ops.convert_to_numpy(ops.image.resize(image[None], size, interpolation="bilinear"))
+        outputs = model.predict({"images": resized}, verbose=0)
     detections = model.post_process(outputs, np.array([[height, width]], "float32"), score_threshold, "xyxy")
     detections = {k: ops.convert_to_numpy(v) for k, v in detections.items()}
     keep = detections["labels"][0] >= 0

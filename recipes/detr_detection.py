@@ -16,11 +16,13 @@ boxes; killed at any moment, a rerun resumes after the last finished epoch.
     python -m recipes.detr_detection --smoke              # a few steps, for CI
     python -m recipes.detr_detection --dataset tfds:coco/2017 --preset detr_r50 --image-size 800 --epochs 1
     python -m recipes.detr_detection --backbone swin_t    # a new DETR on Swin-T's ImageNet weights
+    python -m recipes.detr_detection --backbone vitdet    # a small ViTDet from scratch instead of the ResNet
 
 `--backbone NAME` builds a new DETR on the backbone of a multi-scale preset
-(`swin_t`, `swin_s`, ...: any input size, its last stage, P5, feeding the
-transformer), trained at `--backbone-learning-rate`; the default is a small
-ResNet from scratch.
+(`swin_t`, `vitdet_b`, ...: its P5 level feeding the transformer, built at
+`--image-size`), trained at `--backbone-learning-rate`; the default is a
+small ResNet from scratch, `--backbone vitdet` a small ViTDet from scratch
+(`SMALL_VITDET`, its P5 at stride 16 like the ResNet's dilated last stage).
 """
 
 import os
@@ -78,6 +80,13 @@ CONFIG = {
 }
 
 SMOKE = {"epochs": 1, "num_train": 64, "num_test": 16, "eval_every": 1}
+
+# `--backbone vitdet`: a ViTDet from scratch at the ResNet default's scale
+# (about 0.5M weights; 8-pixel patches, so the pyramid's P5 is at stride 16).
+SMALL_VITDET = {
+    "patch_size": 8, "hidden_dim": 96, "num_layers": 4, "num_heads": 3, "window_size": 6,
+    "global_attention_blocks": (1, 3), "pretrain_image_size": 96, "pyramid_dim": 64,
+}
 
 # DETR's multi-scale training sizes for the shorter side (scaled by image_size / 800).
 COCO_SCALES = (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
@@ -218,19 +227,30 @@ def build_model(config, num_classes):
     if config["preset"]:
         return keras_vit.DETR.from_preset(config["preset"], num_classes=num_classes, **common)
     backbone = {"depth": (1, 1, 1, 1), "stem_filters": 16, "stage_filters": (32, 64, 128, 256), "dilate_last_stage": True}
-    if config["backbone"]:
-        backbone = keras.saving.serialize_keras_object(pyramid_backbone(config["backbone"], dtype))
+    size = config["image_size"]
+    if config["backbone"] == "vitdet":
+        backbone = keras.saving.serialize_keras_object(
+            keras_vit.ViTDetBackbone(image_shape=(size, size, 3), **SMALL_VITDET, dtype=dtype)
+        )
+    elif config["backbone"]:
+        backbone = keras.saving.serialize_keras_object(pyramid_backbone(config["backbone"], dtype, size))
     sizes = ("num_queries", "hidden_dim", "num_heads", "encoder_layers", "decoder_layers", "ffn_dim")
     model = build_detr({"backbone": backbone, "num_classes": num_classes, **{k: config[k] for k in sizes}}, **common)
-    if config["backbone"]:
+    if pretrained_backbone(config):
         # build_detr rebuilds the backbone from its config: the preset's weights again.
-        model.backbone.set_weights(pyramid_backbone(config["backbone"], dtype).get_weights())
+        model.backbone.set_weights(pyramid_backbone(config["backbone"], dtype, size).get_weights())
     return model
 
 
-def pyramid_backbone(name, dtype=None):
-    """The backbone of a multi-scale preset (`swin_t`, ..., or such a preset
-    directory) with its weights, for any input size."""
+def pretrained_backbone(config):
+    """Whether `--backbone` names pretrained weights (not `vitdet` from scratch)."""
+    return config["backbone"] not in (None, "vitdet")
+
+
+def pyramid_backbone(name, dtype=None, image_size=None):
+    """The backbone of a multi-scale preset (`swin_t`, `vitdet_b`, ..., or
+    such a preset directory) with its weights: for any input size, or built
+    at `image_size` when the backbone has a fixed input (ViTDet)."""
     from keras_vit.backbones.backbone import FeaturePyramid
     from keras_vit.presets.registry import family_of_preset
 
@@ -253,7 +273,8 @@ def pyramid_backbone(name, dtype=None):
             f"backbone must be a preset of a multi-scale backbone, one of {choices} (for a DETR preset's own "
             f"backbone, use --preset). Received: backbone={name!r}"
         )
-    return cls.from_preset(name, image_size=(None, None), dtype=dtype)
+    fixed = cls is keras_vit.ViTDetBackbone
+    return cls.from_preset(name, image_size=(image_size, image_size) if fixed else (None, None), dtype=dtype)
 
 
 def evaluate(model, test, batch_size, verbose=False):
@@ -302,7 +323,7 @@ def _run(config, output_dir, verbose, plan):
         )
     else:
         schedule = config["learning_rate"]
-    if config["preset"] or config["backbone"]:
+    if config["preset"] or pretrained_backbone(config):
         # Fine-tuning as the original: the stem and layer1 frozen (every
         # BatchNorm already is), the backbone at a tenth of the learning rate.
         # A pretrained backbone alone trains at backbone_learning_rate too.
@@ -346,8 +367,8 @@ def parse_args(argv=None, **parser_options):
     parser.add_argument("--matching", default=None, choices=["host", "ops"])
     parser.add_argument(
         "--backbone", default=None,
-        help="a new DETR on this multi-scale preset's backbone with its weights (e.g. swin_t); "
-        "default: a small ResNet from scratch",
+        help="a new DETR on this multi-scale preset's backbone with its weights (e.g. swin_t, vitdet_b), or "
+        "'vitdet' for a small ViTDet from scratch; default: a small ResNet from scratch",
     )
     add_config_arguments(
         parser,

@@ -55,6 +55,30 @@ def detr_case():
     return build, images.astype("float32"), {"labels": targets["labels"], "boxes": targets["boxes"]}, 0.01
 
 
+def vitdet_case():
+    """DETR on a tiny ViTDet (window and global blocks, the simple pyramid):
+    widths divisible by a 4-way model axis."""
+    import keras_vit
+    from keras_vit.data.shapes import make_shapes
+
+    images, targets = make_shapes(GLOBAL_BATCH * STEPS, 32, max_objects=3, seed=0)
+
+    def build():
+        backbone = keras_vit.ViTDetBackbone(
+            image_shape=(32, 32, 3), patch_size=4, hidden_dim=16, num_layers=2, num_heads=2, window_size=3,
+            global_attention_blocks=(1,), pyramid_dim=16,
+        )
+        return keras_vit.DETR(
+            backbone, num_classes=3, num_queries=5, hidden_dim=16, num_heads=2, encoder_layers=1, decoder_layers=1,
+            ffn_dim=16, dropout_rate=0.0, bounding_box_format="xyxy",
+        )
+
+    return build, images.astype("float32"), {"labels": targets["labels"], "boxes": targets["boxes"]}, 0.01
+
+
+CASES = {"vit": vit_case, "detr": detr_case, "vitdet": vitdet_case}
+
+
 def train(plan, case):
     import keras
     import numpy as np
@@ -85,6 +109,7 @@ def main():
     parser.add_argument("modes", nargs="+")
     parser.add_argument("--model-parallel", type=int, default=None)
     parser.add_argument("--logical-cpus", type=int, default=0)
+    parser.add_argument("--cases", default="vit,detr", help="comma-separated: vit, detr, vitdet")
     args = parser.parse_args()
     import keras
 
@@ -98,12 +123,17 @@ def main():
 
     import keras_vit
 
-    layout_maps = {"vit": keras_vit.ViTBackbone.get_layout_map, "detr": keras_vit.DETR.get_layout_map}
+    layout_maps = {
+        "vit": keras_vit.ViTBackbone.get_layout_map,
+        "detr": keras_vit.DETR.get_layout_map,
+        "vitdet": lambda mesh, *args: keras_vit.DETR.get_layout_map(mesh, *args, backbone_class=keras_vit.ViTDetBackbone),
+    }
     for mode in args.modes:
         record = {}
         if mode != "model":
             plan = distribution.configure(mode)
-        for name, case in (("vit", vit_case), ("detr", detr_case)):
+        for name in args.cases.split(","):
+            case = CASES[name]
             if mode == "model":  # each task's own layout map, set before its model is built
                 plan = distribution.configure(mode, args.model_parallel, layout_map=layout_maps[name])
             record.update(replicas=plan.replicas, processes=plan.process_count)
@@ -114,10 +144,11 @@ def main():
             if mode == "model":
                 # Where the kernels really live: the shard shapes on device 0.
                 for v in model.weights:
-                    if v.path.endswith(("qkv/kernel", "fc2/kernel", "query/kernel", "layer2_0_conv2/kernel")):
+                    if v.path.endswith(("qkv/kernel", "fc2/kernel", "query/kernel", "layer2_0_conv2/kernel", "lateral/kernel")):
                         shard = v.value.addressable_shards[0].data.shape
-                        record[f"shard/{v.path}"] = np.asarray(shard)
-                        record[f"spec/{v.path}"] = np.asarray(str(v.value.sharding.spec))
+                        path = v.path if name != "vitdet" else f"vitdet/{v.path}"
+                        record[f"shard/{path}"] = np.asarray(shard)
+                        record[f"spec/{path}"] = np.asarray(str(v.value.sharding.spec))
         suffix = f"-rank{plan.process_index}" if plan.process_count > 1 else ""
         np.savez(f"{args.out}-{mode}{suffix}.npz", **record)
         print(f"wrote {args.out}-{mode}{suffix}.npz ({plan.describe()})", flush=True)

@@ -63,13 +63,14 @@ def _compare(reference, runs, families=("vit", "detr")):
 def test_jax_data_and_model_parallel_on_8_devices_equal_one_device(tmp_path):
     out = str(tmp_path / "jax")
     env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    _run([sys.executable, WORKER, out, "none", "data", "model", "--model-parallel", "4"], env)
+    families = ("vit", "detr", "vitdet")
+    _run([sys.executable, WORKER, out, "none", "data", "model", "--model-parallel", "4", "--cases", ",".join(families)], env)
     reference = np.load(out + "-none.npz")
     data = np.load(out + "-data.npz")
     model = np.load(out + "-model.npz")
     assert int(data["replicas"]) == 8 and int(model["replicas"]) == 2
-    _compare(reference, [data])
-    _compare(reference, [model])
+    _compare(reference, [data], families)
+    _compare(reference, [model], families)
     # The kernels are really sharded over the 4-way model axis: each device
     # holds a quarter of the qkv kernel's columns and of fc2's rows (ViT), of
     # the attention query's columns and fc2's rows in every DETR encoder and
@@ -80,8 +81,8 @@ def test_jax_data_and_model_parallel_on_8_devices_equal_one_device(tmp_path):
         assert tuple(model[f"shard/block_{block}/fc2/kernel"]) == (mlp // 4, hidden)
         assert str(model[f"spec/block_{block}/attention/qkv/kernel"]) == "P(None, 'model')"
 
-    def shard(suffix):  # the DETR's layer names carry Keras' auto-numbered prefix (detr_1/...)
-        (key,) = [k for k in model.files if k.startswith("shard/") and k.endswith(suffix)]
+    def shard(suffix, family=""):  # the DETR's layer names carry Keras' auto-numbered prefix (detr_1/...)
+        (key,) = [k for k in model.files if k.startswith(f"shard/{family}") and k.endswith(suffix) and ("vitdet/" in k) == bool(family)]
         return tuple(model[key])
 
     for layer in ("encoder_layer_0", "decoder_layer_0", "decoder_layer_1"):
@@ -89,6 +90,12 @@ def test_jax_data_and_model_parallel_on_8_devices_equal_one_device(tmp_path):
         assert shard(f"{layer}/fc2/kernel") == (16 // 4, 16)
     assert shard("decoder_layer_1/cross_attention/query/kernel") == (16, 16 // 4)
     assert shard("/layer2_0_conv2/kernel") == (3, 3, 4, 4 // 4)  # bottleneck width 16 / 4 = 4
+    # DETR on ViTDet (DETR.get_layout_map(backbone_class=ViTDetBackbone)):
+    # the ViT blocks Megatron-style, the pyramid's convolutions by output channels.
+    for block in (0, 1):
+        assert shard(f"block_{block}/attention/qkv/kernel", "vitdet/") == (16, 3 * 16 // 4)
+        assert shard(f"block_{block}/fc2/kernel", "vitdet/") == (64 // 4, 16)
+    assert shard("simfp_5/lateral/kernel", "vitdet/") == (1, 1, 16, 16 // 4)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="the TensorFlow engine (tf.distribute)")

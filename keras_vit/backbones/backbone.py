@@ -31,6 +31,18 @@ class Backbone:
 
         return write_preset(self, directory, metadata=metadata)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, image_size=None, batch_size=None, verify=True):
+        """Writes the backbone for serving, as `Task.export` does a task
+        (SavedModel or ONNX, atomically, checked outside Keras), with its own
+        inputs (preprocessed images) and outputs (ViTDet: P2...P6).
+        `image_size`: `(H, W)` for a backbone built for any size."""
+        from keras_vit.export import export_task
+
+        return export_task(
+            self, filepath, format=format, image_size=image_size, batch_size=batch_size, verify=verify,
+            verbose=verbose,
+        )
+
 
 PYRAMID_LEVELS = ("P2", "P3", "P4", "P5")
 

@@ -8,8 +8,9 @@ Formats, told apart by their tensor names:
 | timm | `.safetensors`, `.pth`, `.bin` | `patch_embed.proj.weight` |
 | transformers | `.safetensors`, `.bin` | `...embeddings.patch_embeddings.projection.weight` |
 
-No reader unpickles code: `.npz` with `allow_pickle=False`, safetensors, and
-torch files with `torch.load(weights_only=True)`.
+No reader unpickles code: `.npz` with `allow_pickle=False`, safetensors,
+torch files with `torch.load(weights_only=True)`, and detectron2's `.pkl`
+with an unpickler that builds numpy arrays only (`detectron2_pickle.py`).
 """
 
 import json
@@ -23,7 +24,7 @@ from keras_vit.conversion.timm import vit_config_from_timm
 from keras_vit.conversion.transformers import load_transformers_state_dict
 from keras_vit.conversion.transformers import vit_config_from_transformers
 
-CHECKPOINT_EXTENSIONS = (".npz", ".safetensors", ".pth", ".pt", ".bin", ".pyth")
+CHECKPOINT_EXTENSIONS = (".npz", ".safetensors", ".pth", ".pt", ".bin", ".pyth", ".pkl")
 
 # Head counts of timm's ViT architecture names (`vit_base_patch16_224`,
 # `deit_tiny_...`, `vit_base_r50_s16_384`), ViT paper Table 1 and DeiT.
@@ -51,6 +52,10 @@ def read_checkpoint(path):
         from keras_vit.backend.torch_checkpoint import load_torch_state_dict
 
         return load_torch_state_dict(path)
+    if extension == ".pkl":  # detectron2's model zoo (ViTDet): numpy arrays only
+        from keras_vit.conversion.detectron2_pickle import load_detectron2_pickle
+
+        return load_detectron2_pickle(path)
     raise ValueError(
         f"Unsupported checkpoint file {path!r}: expected one of {CHECKPOINT_EXTENSIONS}."
     )

@@ -26,10 +26,18 @@ from keras_vit.layers.swin_block import SwinTransformerBlock
 from keras_vit.layers.swin_block import SwinWindowAttention
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.layers.transformer_encoder_block import TransformerEncoderBlock
+from keras_vit.layers.vitdet_block import ConvTranspose2x2
+from keras_vit.layers.vitdet_block import LastLevelMaxPool
+from keras_vit.layers.vitdet_block import SimpleFeaturePyramidLevel
+from keras_vit.layers.vitdet_block import ViTDetAttention
+from keras_vit.layers.vitdet_block import ViTDetBlock
+from keras_vit.layers.vitdet_block import ViTDetPositionEmbedding
+from keras_vit.layers.vitdet_block import ViTDetResidualBlock
 
 __all__ = [
     "BottleneckBlock",
     "ClassToken",
+    "ConvTranspose2x2",
     "DETRAttention",
     "DETRDecoderLayer",
     "DETREncoderLayer",
@@ -39,6 +47,7 @@ __all__ = [
     "DPTResidualConvUnit",
     "DPTSegmentationHead",
     "DropPath",
+    "LastLevelMaxPool",
     "LayerScale",
     "MViTAttention",
     "MViTBlock",
@@ -48,6 +57,7 @@ __all__ = [
     "ResNetStem",
     "SegmenterLinearDecoder",
     "SegmenterMaskTransformer",
+    "SimpleFeaturePyramidLevel",
     "SinePositionEncoding",
     "StdConv2D",
     "SwinPatchMerging",
@@ -55,5 +65,9 @@ __all__ = [
     "SwinWindowAttention",
     "TokenPooling",
     "TransformerEncoderBlock",
+    "ViTDetAttention",
+    "ViTDetBlock",
+    "ViTDetPositionEmbedding",
+    "ViTDetResidualBlock",
     "ViTImagePreprocessor",
 ]

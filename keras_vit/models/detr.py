@@ -326,6 +326,14 @@ class DETR(Task, keras.Model):
             raise ValueError(
                 f"images must have shape (batch, height, width, 3), RGB in [0, 255]. Received: images.shape={tuple(shape)}."
             )
+        fixed = tuple(self.backbone.input_shape[1:3])
+        if None not in fixed and tuple(shape[1:3]) != fixed:
+            raise ValueError(
+                f"This DETR's {type(self.backbone).__name__} is built for {fixed[0]} x {fixed[1]} images. Pad the "
+                "images to that size with a pixel_mask (or resize them), or rebuild the backbone at your size "
+                f"(e.g. {type(self.backbone).__name__}.from_preset(..., image_size=(H, W))). "
+                f"Received: images.shape={tuple(shape)}."
+            )
         if mask is not None and tuple(getattr(mask, "shape", ())) != tuple(shape[:3]):
             raise ValueError(
                 f"pixel_mask must have shape (batch, height, width) = {tuple(shape[:3])}, 1 on real pixels. "
@@ -518,7 +526,7 @@ class DETR(Task, keras.Model):
         return super().metrics + list(self._trackers.values())
 
     @staticmethod
-    def get_layout_map(device_mesh, model_parallel_dim_name="model", data_parallel_dim_name="batch"):
+    def get_layout_map(device_mesh, model_parallel_dim_name="model", data_parallel_dim_name="batch", backbone_class=None):
         """A `keras.distribution.LayoutMap` for `keras.distribution.ModelParallel`
         (JAX): the ResNet's convolutions split by output channels
         (`ResNetBackbone.get_layout_map`), the input projection too, and in
@@ -534,8 +542,18 @@ class DETR(Task, keras.Model):
             keras.distribution.set_distribution(keras.distribution.ModelParallel(
                 layout_map=keras_vit.DETR.get_layout_map(mesh), batch_dim_name="batch"))
             model = keras_vit.DETR.from_preset("detr_r50")  # built sharded
+
+        `backbone_class`: the backbone's class when it is not a ResNet
+        (`keras_vit.ViTDetBackbone`, `SwinBackbone`, `MViTBackbone`): its
+        own `get_layout_map` then shards the backbone.
         """
-        layout_map = ResNetBackbone.get_layout_map(device_mesh, model_parallel_dim_name, data_parallel_dim_name)
+        backbone_class = ResNetBackbone if backbone_class is None else backbone_class
+        if not hasattr(backbone_class, "get_layout_map"):
+            raise TypeError(
+                f"backbone_class must be a keras_vit backbone class with get_layout_map (e.g. "
+                f"keras_vit.ViTDetBackbone). Received: backbone_class={backbone_class!r}"
+            )
+        layout_map = backbone_class.get_layout_map(device_mesh, model_parallel_dim_name, data_parallel_dim_name)
         model = model_parallel_dim_name
         attention = r".*_layer_\d+/(self|cross)_attention"
         layout_map[r"(.*/)?input_projection/kernel"] = (None, None, None, model)

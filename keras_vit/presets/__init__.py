@@ -1,7 +1,7 @@
 """Presets: the registry, the preset directory format and the families' tables.
 
 Importing this package registers the built-in families (`vit`, `detr`,
-`dpt_depth`, `dpt_segmentation`, `mvit`, `segmenter`, `swin`); it
+`dpt_depth`, `dpt_segmentation`, `mvit`, `segmenter`, `swin`, `vitdet`); it
 imports no model module (tests/presets/test_registry.py checks it).
 """
 
@@ -11,6 +11,7 @@ from keras_vit.presets import mvit_presets
 from keras_vit.presets import segmenter_presets
 from keras_vit.presets import swin_presets
 from keras_vit.presets import vit_presets
+from keras_vit.presets import vitdet_presets
 from keras_vit.presets.detr_presets import DETR_PRESETS
 from keras_vit.presets.preset_directory import preset_cache_dir
 from keras_vit.presets.registry import PresetFamily
@@ -31,4 +32,5 @@ __all__ = [
     "segmenter_presets",
     "swin_presets",
     "vit_presets",
+    "vitdet_presets",
 ]

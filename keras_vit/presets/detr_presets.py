@@ -80,7 +80,9 @@ def build_detr(config, **overrides):
     if dtype is not None:
         config["backbone"]["config"]["dtype"] = dtype
     model = DETR.from_config({**config, **overrides})
-    model({"images": np.zeros((1, 64, 64, 3), "float32"), "pixel_mask": np.ones((1, 64, 64), bool)})
+    # Built on a 64 x 64 batch, or at the backbone's size when it has a fixed one (ViTDet).
+    height, width = (s or 64 for s in model.backbone.input_shape[1:3])
+    model({"images": np.zeros((1, height, width, 3), "float32"), "pixel_mask": np.ones((1, height, width), bool)})
     return model
 
 

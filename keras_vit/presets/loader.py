@@ -190,15 +190,18 @@ def load_backbone(cls, preset, load_weights=True, source=None, **kwargs):
         )
     if registered == family.task:
         native, target = family.override(config, kwargs)
+        # A family of backbones (ViTDet) builds the backbone itself.
+        alone = family.task == family.backbone
         if weights is None:
-            return family.build(target).backbone
+            model = family.build(target)
+            return model if alone else model.backbone
         model = family.build(native)
         _load_weights(model, weights)
         if not _same(native, target):
             result = family.build(target)
             family.transfer(model, result)
             model = result
-        return model.backbone
+        return model if alone else model.backbone
     unknown = sorted(set(kwargs) - set(config))
     if unknown:
         raise ValueError(f"Unknown argument(s) {unknown} for {cls.__name__}.from_preset. Arguments: {sorted(config)}")

@@ -24,6 +24,12 @@ datasets cannot be downloaded here).
   MODELHUB.md (at the preset's resolution).
 - MViTv2: ImageNet-1k validation top-1 at 224 from the facebookresearch/mvit
   README.
+- ViTDet: COCO val2017 box AP of detectron2's Mask R-CNN (and Cascade Mask
+  R-CNN) on the backbone, from detectron2's projects/ViTDet README: the
+  backbone's weights come from those detectors, whose heads keras_vit does
+  not have (DETR on the backbone is what keras_vit trains). The counts are
+  the backbone with its pyramid: transformers' `VitDetBackbone` (the plain
+  ViT, B 85,889,024) plus the pyramid.
 """
 
 PARAMETERS = {
@@ -72,11 +78,15 @@ PARAMETERS = {
     "mvitv2_s": 34_870_216,
     "mvitv2_b": 51_472_744,
     "mvitv2_l": 217_992_952,
+    "vitdet_b": 91_449_024,
+    "vitdet_l": 311_237_888,
+    "vitdet_h": 641_756_992,
 }
 
 _TIMM = "timm results-imagenet.csv"
 _SWIN = "Swin-Transformer MODELHUB.md"
 _MVIT = "facebookresearch/mvit README"
+_VITDET = "detectron2 projects/ViTDet README (heads keras_vit does not offer)"
 _AUGREG = "vision_transformer README (AugReg i21k -> ImageNet at 384)"
 PUBLISHED = {
     "vit_ti16": ("ImageNet top-1 75.45", _TIMM),
@@ -124,6 +134,9 @@ PUBLISHED = {
     "mvitv2_s": ("ImageNet top-1 83.6", _MVIT),
     "mvitv2_b": ("ImageNet top-1 84.4", _MVIT),
     "mvitv2_l": ("ImageNet top-1 85.3", _MVIT),
+    "vitdet_b": ("COCO box AP 51.6 (Mask R-CNN head; Cascade 54.0)", _VITDET),
+    "vitdet_l": ("COCO box AP 55.5 (Mask R-CNN head; Cascade 57.6)", _VITDET),
+    "vitdet_h": ("COCO box AP 56.7 (Mask R-CNN head; Cascade 58.7)", _VITDET),
 }
 
 

@@ -76,11 +76,11 @@ def test_module_import_graph_has_no_cycle():
 
 def test_list_presets_covers_every_family_with_a_filter():
     everything = keras_vit.list_presets()
-    families = ("vit", "detr", "dpt_depth", "dpt_segmentation", "mvit", "segmenter", "swin")
+    families = ("vit", "detr", "dpt_depth", "dpt_segmentation", "mvit", "segmenter", "swin", "vitdet")
     assert set().union(*(keras_vit.list_presets(f) for f in families)) == set(everything)
     assert "vit_b16" in everything and "detr_r50" in everything and "dpt_large_ade" in everything
     assert keras_vit.list_presets("dpt_segmentation") == ["dpt_hybrid_ade", "dpt_large_ade"]
-    with pytest.raises(ValueError, match=r"family must be one of \['detr', 'dpt_depth', 'dpt_segmentation', 'mvit', 'segmenter', 'swin', 'vit'\] \(or a prefix"):
+    with pytest.raises(ValueError, match=r"family must be one of \['detr', 'dpt_depth', 'dpt_segmentation', 'mvit', 'segmenter', 'swin', 'vit', 'vitdet'\] \(or a prefix"):
         keras_vit.list_presets("dpt_nope")
     # a prefix selects every family it starts (the issue: list_presets("dpt") was refused)
     assert keras_vit.list_presets("dpt") == sorted(keras_vit.list_presets("dpt_depth") + keras_vit.list_presets("dpt_segmentation"))

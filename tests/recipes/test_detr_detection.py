@@ -104,6 +104,41 @@ def test_a_new_detr_on_a_swin_backbone(tmp_path):
         detr_detection.parse_args(["--backbone", "swin_t", "--preset", "detr_r50"])
 
 
+@pytest.mark.one_backend("torch", "recipe glue (the backbone's preset, the folder pipeline); DETR on ViTDet trains on every backend in tests/models/test_vitdet.py")
+def test_detr_on_a_vitdet_preset_trains_on_a_coco_folder(tmp_path):
+    """--backbone DIR of a ViTDet preset: built at --image-size (its input is
+    fixed), its weights kept, trained on a COCO folder; --backbone vitdet: a
+    small one from scratch, no backbone learning rate."""
+    from keras_vit import ViTDetBackbone
+    from keras_vit.data.shapes import SHAPE_CLASSES
+    from layer_checks import to_np
+    from recipes import folder_data
+
+    backbone = ViTDetBackbone(
+        image_shape=(96, 96, 3), patch_size=8, hidden_dim=16, num_layers=2, num_heads=2, window_size=3,
+        global_attention_blocks=(1,), pyramid_dim=16,
+    )
+    backbone.save_to_preset(str(tmp_path / "vitdet"))
+    data = {"train2017": make_shapes(6, 48, 2, seed=1), "val2017": make_shapes(4, 48, 2, seed=2)}
+    folder_data.write_coco(str(tmp_path / "coco"), data, list(SHAPE_CLASSES))
+    config, output = detr_detection.parse_args([
+        "--smoke", "--backbone", str(tmp_path / "vitdet"), "--dataset", f"folder:{tmp_path / 'coco'}",
+        "--image-size", "64", "--batch-size", "2", "--hidden-dim", "16", "--ffn-dim", "16", "--output", str(tmp_path / "run"),
+    ])
+    model = detr_detection.build_model(config, 3)
+    assert model.backbone.image_shape == (64, 64, 3)
+    np.testing.assert_array_equal(
+        to_np(model.backbone.get_layer("block_1").fc1.kernel), to_np(backbone.get_layer("block_1").fc1.kernel)
+    )
+    results = detr_detection.run(config, output, verbose=0)
+    assert 0.0 <= results["coco"]["AP"] <= 1.0
+    assert type(DETR.from_preset(os.path.join(output, "preset")).backbone).__name__ == "ViTDetBackbone"
+    scratch, _ = detr_detection.parse_args(["--smoke", "--backbone", "vitdet"])
+    model = detr_detection.build_model(scratch, 3)
+    assert model.backbone.patch_size == 8 and model.backbone.image_shape == (96, 96, 3)
+    assert not detr_detection.pretrained_backbone(scratch)
+
+
 def test_bad_dataset_name():
     config, _ = detr_detection.parse_args(["--smoke", "--dataset", "voc"])
     with pytest.raises(ValueError, match=r"dataset must be 'shapes', 'tfds:NAME' or 'folder:PATH'.*'voc'"):
