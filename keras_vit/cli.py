@@ -223,6 +223,7 @@ def main(argv=None):
 
 def _run_recipe(command, module, argv, options):
     from recipes import tfds_data
+    from recipes.common import RunFolderError
 
     recipe = importlib.import_module(module).main
     try:
@@ -231,6 +232,9 @@ def _run_recipe(command, module, argv, options):
         # Said plainly, without a traceback: what is missing and what to do.
         print(f"{PROG} {command}: {error}", file=sys.stderr)
         return 1
+    except RunFolderError as error:  # --output in use, of other settings, or finished: argparse's style
+        print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -3,6 +3,7 @@ overrides, --smoke), crash-safe training with periodic evaluation, and the
 end of a run (preset, figures, results.json)."""
 
 import argparse
+import contextlib
 import math
 import os
 
@@ -77,6 +78,8 @@ def config_from_args(args, defaults, smoke):
     for key in ("distribute", "model_parallel"):  # every recipe's (add_run_arguments)
         if getattr(args, key, None) is not None:
             config[key] = getattr(args, key)
+    if getattr(args, "overwrite", False):
+        config["overwrite"] = True  # taken out by run_distributed: not a setting of the run
     return config
 
 
@@ -95,14 +98,111 @@ def start_distribution(config, layout_map=None):
 
 
 def run_distributed(run_on_plan, config, output_dir, verbose, layout_map=None):
-    """Calls `run_on_plan(config, output_dir, verbose, plan)` inside the plan's scope."""
+    """Calls `run_on_plan(config, output_dir, verbose, plan)` inside the
+    plan's scope, holding the run folder (`claim_output`) in the chief."""
+    config = dict(config)
+    overwrite = bool(config.pop("overwrite", False))
     plan = start_distribution(config, layout_map)
     _WRITES_FILES[0] = plan.is_chief
     try:
-        with plan.scope():
-            return run_on_plan(config, output_dir, verbose if plan.is_chief else 0, plan)
+        with claim_output(output_dir, config, overwrite, plan.is_chief):
+            with plan.scope():
+                return run_on_plan(config, output_dir, verbose if plan.is_chief else 0, plan)
     finally:
         _WRITES_FILES[0] = True
+
+
+RUN_FILE = "run.json"
+
+
+class RunFolderError(ValueError):
+    """`--output` cannot be used as given (in use, other settings, a finished
+    run): a user error, shown by `keras-vit` as one line with exit code 2."""
+
+
+def _differences(recorded, config):
+    keys = sorted(set(recorded) | set(config))
+    return [f"{key} {recorded.get(key)!r} -> {config.get(key)!r}" for key in keys if recorded.get(key) != config.get(key)]
+
+
+@contextlib.contextmanager
+def claim_output(output_dir, config, overwrite=False, chief=True):
+    """Holds `output_dir` for one run: an exclusive lock for the whole run
+    (a second run with the same folder is refused, naming the process that
+    holds it), and `run.json` recording the run's settings. A rerun with the
+    same settings resumes (the backup) or, once finished, is refused rather
+    than overwriting the finished run; a rerun with other settings is
+    refused naming the differences. `overwrite` starts over: the backup,
+    results and preset of the earlier run are removed first. Processes
+    other than the chief of a distributed run only read."""
+    import json
+    import shutil
+
+    from keras_vit.utils.files import write_json_atomically
+
+    if not chief:
+        yield
+        return
+    os.makedirs(output_dir, exist_ok=True)
+    lock_path = os.path.join(output_dir, ".run.lock")
+    handle = open(lock_path, "a+")
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # not POSIX: no run lock (the files are still written atomically)
+            pass
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunFolderError(
+                f"{output_dir} is in use by a running recipe ({holder}); wait for it to finish or choose another "
+                "--output."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        run_file = os.path.join(output_dir, RUN_FILE)
+        settings = json.loads(json.dumps(config, default=str))
+        if os.path.isfile(run_file) and not overwrite:
+            try:
+                with open(run_file, encoding="utf-8") as f:
+                    recorded = json.load(f).get("settings", {})
+            except (ValueError, OSError, AttributeError):
+                recorded = None
+            if recorded is None:
+                raise RunFolderError(f"{run_file} is unreadable: pass --overwrite to start over, or choose another --output.")
+            changed = _differences(recorded, settings)
+            if changed:
+                raise RunFolderError(
+                    f"{output_dir} holds a run with other settings ({'; '.join(changed)}): rerun with its options "
+                    "to resume it, pass --overwrite to start over, or choose another --output."
+                )
+            if os.path.isfile(os.path.join(output_dir, "results.json")) and not os.path.isdir(
+                os.path.join(output_dir, "backup")
+            ):
+                raise RunFolderError(
+                    f"{output_dir} holds a finished run of these settings (results.json); running again would "
+                    "overwrite it: pass --overwrite, or choose another --output."
+                )
+        elif overwrite or (os.path.isfile(os.path.join(output_dir, "results.json")) and not os.path.isfile(run_file)):
+            if not overwrite:
+                raise RunFolderError(
+                    f"{output_dir} holds a finished run (results.json) with no record of its settings; running "
+                    "again would overwrite it: pass --overwrite, or choose another --output."
+                )
+            for name in ("backup", "preset"):
+                shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+            for name in ("results.json", RUN_FILE):
+                if os.path.isfile(os.path.join(output_dir, name)):
+                    os.remove(os.path.join(output_dir, name))
+        write_json_atomically(run_file, {"settings": settings})
+        yield
+        os.remove(lock_path)  # the run is over (a run waiting on it is refused, not blocked)
+    finally:
+        handle.close()
 
 
 # False in the processes of a distributed run other than the chief (set by
@@ -167,7 +267,14 @@ def add_run_arguments(parser, dataset, output, preset=None):
     (default `output`), `--smoke`, `--data-dir`, `--offline`, and `--preset`
     when `preset` (its help text) is given."""
     parser.add_argument("--dataset", default=dataset, help=f"'{dataset}' (embedded), 'tfds:NAME' or 'folder:PATH' (a local folder in the task's layout)")
-    parser.add_argument("--output", default=output, help="output directory (a rerun with the same one resumes)")
+    parser.add_argument(
+        "--output", default=output,
+        help="output directory (a rerun with the same one and the same options resumes; other options are refused)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="start over in --output even if it holds a finished run or a run with other options",
+    )
     if preset is not None:
         parser.add_argument("--preset", default=None, help=preset)
     parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")

@@ -23,7 +23,7 @@ def test_presets_prints_one_row_per_preset(capsys):
     assert lines[0].split() == ["name", "family", "params", "input", "weights", "from", "published"]
     assert [line.split()[0] for line in lines[1:]] == [
         name
-        for family in ("detr", "dpt_depth", "dpt_segmentation", "mvit", "segmenter", "swin", "vit")
+        for family in ("detr", "dpt_depth", "dpt_segmentation", "mvit", "segmenter", "swin", "vit", "vitdet")
         for name in keras_vit.list_presets(family)
     ]
     vit_b16 = next(line for line in lines if line.startswith("vit_b16 "))
@@ -33,6 +33,10 @@ def test_presets_prints_one_row_per_preset(capsys):
     ]
     detr_r50 = next(line for line in lines if line.startswith("detr_r50 "))
     assert detr_r50.split() == ["detr_r50", "detr", "41.6M", "any", "detr-r50-e632da11.pth", "COCO", "box", "AP", "42.0"]
+    vitdet_b = next(line for line in lines if line.startswith("vitdet_b "))
+    assert vitdet_b.split()[:5] == [
+        "vitdet_b", "vitdet", "91.4M", "1024x1024", "ViTDet/COCO/mask_rcnn_vitdet_b/f325346929/model_final_61ccd1.pkl"
+    ]
     assert cli.main(["presets", "--long", "--family", "vit"]) == 0
     long_b16 = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("vit_b16 "))
     assert long_b16.endswith("ViT-B/16, ImageNet-21k pre-trained, ImageNet-1k fine-tuned at 224 (AugReg2).")
@@ -43,7 +47,7 @@ def test_presets_prints_one_row_per_preset(capsys):
     rows = capsys.readouterr().out.splitlines()[1:]
     assert {row.split()[1] for row in rows} == {"dpt_depth", "dpt_segmentation"}
     assert cli.main(["presets", "--family", "vitt"]) == 2
-    assert "--family must be one of detr, dpt_depth, dpt_segmentation, mvit, segmenter, swin, vit or a prefix of some (e.g. dpt), not 'vitt'" in (
+    assert "--family must be one of detr, dpt_depth, dpt_segmentation, mvit, segmenter, swin, vit, vitdet or a prefix of some (e.g. dpt), not 'vitt'" in (
         capsys.readouterr().err
     )
 

@@ -1,7 +1,8 @@
 """The preset directory: one format for every model family.
 
     config.json        {"registered_name": "keras_vit>ViT", "format_version": 2,
-                        "config": {constructor arguments, "backbone": {...}}}
+                        "config": {constructor arguments, "backbone": {...}},
+                        "preprocessor": "preprocessor.json" or null}
     preprocessor.json  the serialized preprocessor (tasks that have one)
     model.weights.h5   the Keras weights
     metadata.json      versions, backend, parameter count, source, the weights
@@ -102,7 +103,11 @@ def _write_into(model, directory, metadata):
     registered, config, preprocessor = model_preset_config(model)
     write_json_atomically(
         os.path.join(directory, CONFIG_FILE),
-        {"registered_name": registered, "format_version": FORMAT_VERSION, "config": config},
+        {
+            "registered_name": registered, "format_version": FORMAT_VERSION, "config": config,
+            # Recorded so that a preset whose preprocessor.json goes missing is refused, not run on raw pixels.
+            "preprocessor": PREPROCESSOR_FILE if preprocessor is not None else None,
+        },
     )
     if preprocessor is not None:
         write_json_atomically(os.path.join(directory, PREPROCESSOR_FILE), preprocessor)
@@ -245,6 +250,12 @@ def read_preset_directory(directory, load_weights=True):
         if "registered_name" not in preprocessor:  # written before format 2: the arguments alone
             preprocessor = serialized("keras_vit>ViTImagePreprocessor", preprocessor)
         config["preprocessor"] = preprocessor
+    elif "preprocessor" not in config and saved.get("preprocessor") == PREPROCESSOR_FILE:
+        raise ValueError(
+            f"{directory} was written with a preprocessor ({PREPROCESSOR_FILE}), which is missing: without it raw "
+            "pixels would go into the network unscaled and every output would change. Restore the file or write "
+            "the preset again."
+        )
     weights = os.path.join(directory, WEIGHTS_FILE)
     if load_weights:
         if not os.path.isfile(weights):
@@ -252,7 +263,7 @@ def read_preset_directory(directory, load_weights=True):
                 f"Preset directory {directory} has no {WEIGHTS_FILE}. Pass "
                 "load_weights=False to build the architecture alone."
             )
-        _check_weights_size(directory, weights)
+        _check_weights_file(directory, weights)
     return registered, config, (weights if load_weights else None)
 
 
@@ -272,13 +283,18 @@ def read_metadata(directory):
     return metadata
 
 
-def _check_weights_size(directory, weights):
+def _check_weights_file(directory, weights):
+    """The weights file against what `metadata.json` recorded when it was
+    written: its size, then its sha256 (about a second per GB; not
+    skippable: a same-size foreign or changed file would otherwise load
+    silently). Presets without a record (written by hand) are not checked."""
     metadata_path = os.path.join(directory, METADATA_FILE)
     if not os.path.isfile(metadata_path):
         return
     try:
         with open(metadata_path, encoding="utf-8") as f:
-            expected = json.load(f).get("weights_bytes")
+            record = json.load(f)
+        expected, digest = record.get("weights_bytes"), record.get("weights_sha256")
     except (ValueError, OSError, AttributeError):
         return
     actual = os.path.getsize(weights)
@@ -288,6 +304,16 @@ def _check_weights_size(directory, weights):
             "or was changed. Delete the preset directory (for a cache entry, it is fetched "
             "again) or write it again."
         )
+    if digest is not None:
+        from keras_vit.presets.download import sha256_of
+
+        found = sha256_of(weights)
+        if found != digest:
+            raise ValueError(
+                f"{weights} has sha256 {found} but {METADATA_FILE} records {digest}: the weights were changed or "
+                "replaced after the preset was written. Delete the preset directory (a cache entry is fetched "
+                "again) or write it again from a model you trust."
+            )
 
 
 def _legacy_vit(saved, directory):

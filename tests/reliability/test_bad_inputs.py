@@ -60,6 +60,28 @@ def test_damaged_preset_directories(tmp_path, damage, match):
         ViT.from_preset(str(directory))
 
 
+def test_same_size_changed_weights_are_refused_by_their_digest(tmp_path):
+    """A weights file of the very same size with other values (one weight
+    changed in place): caught by metadata.json's sha256 before Keras reads it."""
+    directory = _saved(tmp_path)
+    path = directory / "model.weights.h5"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model.weights.h5 has sha256 [0-9a-f]{64} but metadata.json records .* changed or replaced"):
+        ViT.from_preset(str(directory))
+
+
+def test_a_missing_preprocessor_file_is_refused(tmp_path):
+    directory = _saved(tmp_path)
+    (directory / "preprocessor.json").unlink()
+    with pytest.raises(ValueError, match=r"written with a preprocessor \(preprocessor.json\), which is missing: without it raw pixels"):
+        ViT.from_preset(str(directory))
+    # A task saved without one loads without one.
+    ViT(ViTBackbone(**TINY), num_classes=5).save_to_preset(tmp_path / "bare")
+    assert ViT.from_preset(str(tmp_path / "bare")).preprocessor is None
+
+
 def test_unknown_key_in_a_hand_edited_config(tmp_path):
     directory = _saved(tmp_path)
     config = json.loads((directory / "config.json").read_text())

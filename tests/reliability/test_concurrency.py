@@ -4,6 +4,7 @@ Real subprocesses share one KERAS_HOME and a local hub mirror; nothing is mocked
 """
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -99,3 +100,60 @@ def test_convert_commands_racing_on_one_output_folder(mirror, tmp_path):
     assert raced == [single] * PROCESSES
     assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "metadata.json", "model.weights.h5", "preprocessor.json"]
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".out.")]
+
+
+@pytest.mark.one_backend("torch", "the run folder's lock and record are plain files: no backend runs in them")
+def test_a_run_folder_is_held_by_one_run_and_keeps_its_settings(tmp_path):
+    """A second run on a folder in use is refused naming the process; a rerun
+    with other settings is refused naming them; a finished run is not
+    overwritten without --overwrite, which starts over."""
+    from recipes.common import claim_output
+
+    output = tmp_path / "run"
+    config = {"learning_rate": 5e-4, "seed": 0}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from recipes.common import claim_output\n"
+         "with claim_output(sys.argv[2], {'learning_rate': 0.0005, 'seed': 0}):\n    print('held', flush=True); time.sleep(30)",
+         os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), str(output)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"is in use by a running recipe \(process {holder.pid}\)"):
+            with claim_output(str(output), config):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with claim_output(str(output), config):  # the same settings: resumes
+        pass
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(learning_rate 0.0005 -> 0.002; seed 0 -> 7\)"):
+        with claim_output(str(output), {"learning_rate": 2e-3, "seed": 7}):
+            pass
+    (output / "results.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"holds a finished run of these settings .* pass --overwrite"):
+        with claim_output(str(output), config):
+            pass
+    (output / "backup").mkdir()
+    (output / "preset").mkdir()
+    with claim_output(str(output), {"learning_rate": 2e-3, "seed": 7}, overwrite=True):
+        assert not (output / "results.json").exists() and not (output / "backup").exists()
+    assert json.loads((output / "run.json").read_text())["settings"] == {"learning_rate": 2e-3, "seed": 7}
+
+
+@pytest.mark.one_backend("torch", "argument handling")
+def test_a_finished_run_is_not_overwritten_by_the_command(tmp_path, capsys):
+    from keras_vit import cli
+
+    output = tmp_path / "run"
+    argv = ["train", "--smoke", "--output", str(output), "--num-layers", "1", "--hidden-dim", "8", "--num-heads", "2",
+            "--mlp-dim", "8", "--epochs", "1"]
+    assert cli.main(argv) == 0
+    first = (output / "results.json").read_text()
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "holds a finished run of these settings" in error[0] and "--overwrite" in error[0]
+    assert (output / "results.json").read_text() == first
+    assert cli.main([*argv[:-2], "--epochs", "2"]) == 2
+    assert "other settings (epochs 1 -> 2)" in capsys.readouterr().err
+    assert cli.main([*argv, "--overwrite"]) == 0
