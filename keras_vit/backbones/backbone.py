@@ -95,19 +95,19 @@ class FeaturePyramid:
         )
 
 
-def block_layout_map(device_mesh, model_parallel_dim_name, data_parallel_dim_name):
+def block_layout_map(device_mesh, model_parallel_dim_name, data_parallel_dim_name, block=r".*stage_\d+_block_\d+"):
     """The Megatron-style `keras.distribution.LayoutMap` of the hierarchical
     backbones (blocks named `stage_S_block_B` with `attention/qkv`,
     `attention/proj`, `fc1`, `fc2`): `qkv`/`fc1` split by output columns and
     `proj`/`fc2` by input rows over the model axis, the patch embedding by
-    output channels, everything else replicated."""
+    output channels, everything else replicated. `block`: the blocks' path
+    pattern (ViTDet's are `block_N`)."""
     from keras_vit.utils.validation import check_mesh_axes
 
     check_mesh_axes(device_mesh, model_parallel_dim_name, data_parallel_dim_name)
     model = model_parallel_dim_name
     layout_map = keras.distribution.LayoutMap(device_mesh)
     layout_map[r"(.*/)?patch_embedding/kernel"] = (None, None, None, model)
-    block = r".*stage_\d+_block_\d+"
     layout_map[block + r"/attention/qkv/kernel"] = (None, model)
     layout_map[block + r"/attention/qkv/bias"] = (model,)
     layout_map[block + r"/attention/proj/kernel"] = (model, None)

@@ -211,20 +211,10 @@ class ViTDetBackbone(FeaturePyramid, Backbone, keras.Model):
         `proj`/`fc2` by input rows over the model axis (Megatron-style), the
         patch embedding and the pyramid's convolutions by output channels;
         norms, positions and relative tables replicated."""
-        from keras_vit.utils.validation import check_mesh_axes
+        from keras_vit.backbones.backbone import block_layout_map
 
-        check_mesh_axes(device_mesh, model_parallel_dim_name, data_parallel_dim_name)
-        model = model_parallel_dim_name
-        layout_map = keras.distribution.LayoutMap(device_mesh)
-        layout_map[r"(.*/)?patch_embedding/kernel"] = (None, None, None, model)
-        block = r"(.*/)?block_\d+"
-        layout_map[block + r"/attention/qkv/kernel"] = (None, model)
-        layout_map[block + r"/attention/qkv/bias"] = (model,)
-        layout_map[block + r"/attention/proj/kernel"] = (model, None)
-        layout_map[block + r"/fc1/kernel"] = (None, model)
-        layout_map[block + r"/fc1/bias"] = (model,)
-        layout_map[block + r"/fc2/kernel"] = (model, None)
-        layout_map[r"(.*/)?simfp_\d/(lateral|output_conv)/kernel"] = (None, None, None, model)
+        layout_map = block_layout_map(device_mesh, model_parallel_dim_name, data_parallel_dim_name, r"(.*/)?block_\d+")
+        layout_map[r"(.*/)?simfp_\d/(lateral|output_conv)/kernel"] = (None, None, None, model_parallel_dim_name)
         return layout_map
 
     def get_config(self):
