@@ -156,7 +156,6 @@ def _cannot(family, format):
 COVERED = {
     ("vitdet", "onnx", "tensorflow"): "tf2onnx: DETR on ViTDet (detr_vitdet-onnx); the backbone's own ONNX from jax and torch",
     ("detr_vitdet", "tf_saved_model", "jax"): "the ViTDet backbone's SavedModel from jax (vitdet) and DETR's (detr)",
-    ("detr_vitdet", "tf_saved_model", "tensorflow"): "the ViTDet backbone's SavedModel (vitdet) and DETR's (detr)",
 }
 
 
