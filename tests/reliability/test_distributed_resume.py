@@ -125,7 +125,7 @@ def test_killed_distributed_run_resumes_to_the_uninterrupted_result(tmp_path):
     # differ); only the chief wrote.
     assert text.count("resuming after epoch 1") == 1
     assert "resumed_after_epoch\": 1" in text
-    assert sorted(os.listdir(output)) == ["attention_maps.png", "preset", "results.json", "training_curve.png"]
+    assert sorted(os.listdir(output)) == ["attention_maps.png", "preset", "results.json", "run.json", "training_curve.png"]
     expected, got = _weights(reference / "preset"), _weights(output / "preset")
     assert sorted(expected) == sorted(got)
     for name in expected:
