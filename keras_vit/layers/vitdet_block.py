@@ -11,7 +11,6 @@ export as constants).
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_vit.backend.gelu import gelu
@@ -43,11 +42,13 @@ def relative_position_lookup(table_length, q_size, k_size):
     rows when its length differs, then indexed by the scaled distance.
 
     Returns `matrix` `(2 max(q, k) - 1, table_length)` float32 (the resize;
-    the identity when no resize is needed) and `index` `(q, k)` int32, so
-    that `take(matrix @ table, index)` is `get_rel_pos(q, k, table)`."""
+    None when the table has the needed length) and `index` `(q, k)` int32,
+    so that `take(matrix @ table, index)` is `get_rel_pos(q, k, table)`."""
     length = 2 * max(q_size, k_size) - 1
-    matrix = interpolation_matrix(table_length, length, method="bilinear", align_corners=False)
-    return matrix.astype("float32"), relative_distances(q_size, k_size)
+    matrix = None
+    if length != table_length:
+        matrix = interpolation_matrix(table_length, length, method="bilinear", align_corners=False).astype("float32")
+    return matrix, relative_distances(q_size, k_size)
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -162,9 +163,7 @@ class ViTDetAttention(keras.layers.Layer):
 
     def relative_positions(self, table, lookup, dtype):
         matrix, index = lookup
-        resized = table if matrix.shape[0] == matrix.shape[1] and np.allclose(matrix, np.eye(matrix.shape[0])) else (
-            ops.matmul(matrix, ops.cast(table, "float32"))
-        )
+        resized = table if matrix is None else ops.matmul(matrix, ops.cast(table, "float32"))
         return ops.cast(ops.take(resized, index, axis=0), dtype)
 
     def call(self, x, return_attention_scores=False):
