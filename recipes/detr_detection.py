@@ -273,8 +273,8 @@ def pyramid_backbone(name, dtype=None, image_size=None):
             f"backbone must be a preset of a multi-scale backbone, one of {choices} (for a DETR preset's own "
             f"backbone, use --preset). Received: backbone={name!r}"
         )
-    fixed = cls is keras_vit.ViTDetBackbone
-    return cls.from_preset(name, image_size=(image_size, image_size) if fixed else (None, None), dtype=dtype)
+    size = (image_size, image_size) if cls.fixed_input_size else (None, None)
+    return cls.from_preset(name, image_size=size, dtype=dtype)
 
 
 def evaluate(model, test, batch_size, verbose=False):

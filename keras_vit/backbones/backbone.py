@@ -16,6 +16,9 @@ class Backbone:
     """
 
     presets = ClassPresets()
+    # True for backbones built for one input size (their positions are
+    # resized once, at build): built at the size a caller needs.
+    fixed_input_size = False
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):

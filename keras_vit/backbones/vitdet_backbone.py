@@ -90,6 +90,8 @@ class ViTDetBackbone(FeaturePyramid, Backbone, keras.Model):
     (1, 2, 3, 8)
     """
 
+    fixed_input_size = True
+
     def __init__(
         self,
         image_shape=(1024, 1024, 3),
